@@ -1,0 +1,63 @@
+"""The command line: output, JSON, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from netadjust.cli import main
+
+
+def run_cli(*args):
+    """Run the real console entry point in a subprocess; returns (code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "netadjust", *args], capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_models_lists_families(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20" in out and "plain20" in out and "resnet110" in out
+
+
+def test_flops_json_matches_paper(capsys):
+    assert main(["flops", "--arch", "resnet20", "--num-classes", "100", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["macs"] == 40_556_800 and report["macs_without_stem"] == 40_114_432
+    assert report["params"] == sum(row["params"] for row in report["layers"])
+    assert sum(row["searchable"] for row in report["layers"]) == 18
+
+
+def test_flops_table_with_widths_file(tmp_path, capsys):
+    from netadjust.models import get_arch
+
+    w = get_arch("resnet20").default_widths()
+    w["stage3.block2.conv2"] = 128
+    (tmp_path / "w.json").write_text(json.dumps(w))
+    assert main(["flops", "--widths", str(tmp_path / "w.json"), "--input-size", "8", "--in-channels", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "stage3.block2.conv2" in out and "  128  " in out
+    assert out.strip().splitlines()[-1].startswith("total: ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["flops", "--arch", "resnet21"], "unknown architecture 'resnet21'"),
+    (["flops", "--num-classes", "0"], "num_classes must be a positive integer"),
+    (["flops", "--widths", "/nonexistent/w.json"], "cannot read widths file"),
+])
+def test_errors_are_one_line_exit_2(args, message):
+    code, out, err = run_cli(*args)
+    assert code == 2
+    assert err.startswith("netadjust: error: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_widths_file_is_one_line_exit_2(tmp_path):
+    (tmp_path / "w.json").write_text('{"stage1.block0.conv1": -3, "extra": 1}')
+    code, _, err = run_cli("flops", "--widths", str(tmp_path / "w.json"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "unknown key 'extra'" in err and "-3 is not a positive integer" in err and "missing 17 key(s)" in err
+    (tmp_path / "n.json").write_text("widths: 3")
+    code, _, err = run_cli("flops", "--widths", str(tmp_path / "n.json"))
+    assert code == 2 and "is not valid JSON" in err
