@@ -14,8 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+import dataclasses
+
 from . import __version__
-from .errors import NetadjustError, TrainingError
+from .config import SEARCH_FIELDS, TRAIN_FIELDS, SearchConfig, TrainConfig, flag, flatten, load_config_file
+from .errors import ConfigError, DataError, NetadjustError, TrainingError
 from .models import get_arch, list_archs
 from .widths import load_widths
 
@@ -98,6 +101,140 @@ def cmd_flops(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- netadjust search / train: flags generated from the config dataclasses ----------------------
+PRESETS: dict[str, dict] = {
+    # A complete small search on the embedded digits data: a few minutes on 2 CPU cores.
+    "demo": {"dataset": "digits", "rounds": 5, "epochs": 10, "final_epochs": 20, "out": "runs/demo"},
+    # The official code's CIFAR protocol (DESIGN.md §2): the dataclass defaults plus 200 final epochs.
+    "paper": {"final_epochs": 200},
+}
+HELP = {
+    "arch": "model family (see `netadjust models`)", "widths": "JSON file of starting widths (default: the family's)",
+    "residual": "CIFAR ResNet: stream width when a block narrows it (max or local)",
+    "dataset": "digits, fashion-mnist, cifar10, cifar100 or imagefolder", "data_dir": "where the data set's files are",
+    "heldout_fraction": "share of the training set kept for FUR estimation",
+    "train_subset": "keep only the first N training images", "rounds": "search rounds T",
+    "k": "layers widened (and narrowed) per round", "k_decay": "k shrinks by this per round",
+    "arch_lr": "relative width step of the most extreme layer", "arch_lr_decay": "step shrinks by this per rank",
+    "min_width": "narrowing stops here", "base_drop_rate": "channel-dropout rate of an average layer for FUR",
+    "repeats": "dropout passes per layer for FUR", "fur_mode": "fast or reference (the official scheme)",
+    "fur_batch_size": "held-out batch size for FUR", "budget": "target MACs as a fraction of the original's",
+    "tolerance": "allowed relative MACs error of the restore", "multiple_of": "round widths to multiples of this",
+    "final_epochs": "retrain original and searched widths this long and compare (0: skip)",
+    "seed": "seed of split, init, augmentation and dropout", "out": "output (run) directory",
+    "epochs": "training epochs (per search round)", "drop_rate": "channel dropout while training",
+    "device": "auto, cpu, cuda or cuda:N", "amp": "bfloat16 autocast on CUDA", "compile": "torch.compile the model",
+}
+
+
+def add_config_flags(p: argparse.ArgumentParser, names) -> None:
+    """One flag per config field, defaulting to None so that only what the user typed overrides."""
+    fields = {f.name: f for f in dataclasses.fields(SearchConfig) + dataclasses.fields(TrainConfig)}
+    for name in names:
+        default = fields[name].default
+        kind = type(default) if default is not None else (int if name == "train_subset" else str)
+        kwargs = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind, "metavar": name.upper()}
+        p.add_argument(flag(name), dest=name, default=None, help=f"{HELP.get(name, name.replace('_', ' '))} "
+                       f"(default {default})", **kwargs)
+
+
+def config_from_args(args: argparse.Namespace, names) -> SearchConfig:
+    """Defaults < preset < config file < flags."""
+    values = dict(PRESETS[args.preset]) if getattr(args, "preset", None) else {}
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
+    values.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    return SearchConfig.from_dict(values, source="flags")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    fmt = '{"time": "%(asctime)s", "level": "%(levelname)s", "message": "%(message)s"}' if getattr(
+        args, "log_json", False) else "%(message)s"
+    logging.basicConfig(level=level, format=fmt, force=True)
+
+
+def widths_table(before: dict[str, int], after: dict[str, int]) -> str:
+    width = max(map(len, before))
+    lines = [f"{'layer':<{width}}  {'before':>6}  {'after':>6}  {'change':>7}"]
+    for key in before:
+        d = after[key] - before[key]
+        lines.append(f"{key:<{width}}  {before[key]:>6}  {after[key]:>6}  {d:>+7}" if d else
+                     f"{key:<{width}}  {before[key]:>6}  {after[key]:>6}  {'':>7}")
+    return "\n".join(lines)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import search
+
+    cfg = config_from_args(args, SEARCH_FIELDS + TRAIN_FIELDS)
+    if args.resume:
+        cfg = cfg.replace(out=args.resume)
+    log.info("preset %s: %d rounds of %d epochs on %s, final %d epochs -> %s", args.preset, cfg.rounds,
+             cfg.train.epochs, cfg.dataset, cfg.final_epochs, cfg.out)
+    result = search(cfg, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+    s = result.summary
+    print(widths_table(result.widths_original, result.widths_final))
+    print(f"MACs: original {s['macs_original']:,}  searched {s['macs_final']:,}  "
+          f"({(s['macs_final'] - s['macs_original']) / s['macs_original']:+.2%})")
+    if "searched_test_acc" in s:
+        print(f"test accuracy after {s['final_epochs']} epochs: original {100 * s['original_test_acc']:.2f}%  "
+              f"searched {100 * s['searched_test_acc']:.2f}%  ({100 * s['test_acc_gain']:+.2f} points)")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+TRAIN_ONLY = ("arch", "width_mult", "residual", "widths", "dataset", "data_dir", "heldout_fraction",
+              "train_subset", "seed", "out") + TRAIN_FIELDS
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
+    from .data import load_dataset
+    from .dist import init_distributed, pick_device
+    from .io import save_torch_atomic, write_json_atomic
+    from .rundir import RunDir
+    from .train import build_and_train
+
+    if args.out is None:
+        args.out = "runs/train"
+    cfg = config_from_args(args, TRAIN_ONLY).validate()
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, heldout_fraction=cfg.heldout_fraction, seed=cfg.seed,
+                        train_subset=cfg.train_subset)
+    if args.in_channels is not None and args.in_channels != data.in_channels:
+        raise DataError(f"--in-channels {args.in_channels} does not match {data.name}, whose images have "
+                        f"{data.in_channels} channel(s); drop --in-channels")
+    options = {} if cfg.residual is None else {"residual": cfg.residual}
+    arch = get_arch(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                    input_size=data.input_size, width_mult=cfg.width_mult, **options)
+    widths = arch.validate(load_widths(cfg.widths)) if cfg.widths else arch.default_widths()
+    out = RunDir(cfg.out)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"output directory {out.path} already exists; pass --overwrite or choose another --out")
+    device = pick_device(cfg.train.device)
+    env = init_distributed(device)
+    meta = {"widths": widths, "arch": arch.settings(), "config": flatten(cfg.to_dict())}
+
+    def checkpoint(state):
+        if env.is_main:
+            save_torch_atomic(out.path / "checkpoint.pt", {**meta, **state})
+
+    start = time.perf_counter()
+    result = build_and_train(arch, widths, data, cfg.train, seed=cfg.seed, device=device, env=env,
+                             checkpoint=checkpoint, progress=not args.quiet)
+    summary = {"test_acc": result.metrics["test"].top1, "test_top5": result.metrics["test"].top5,
+               "test_loss": result.metrics["test"].loss, "heldout_acc": result.metrics["heldout"].top1,
+               "heldout_loss": result.metrics["heldout"].loss, "macs": arch.macs(widths),
+               "params": arch.params(widths), "seconds": time.perf_counter() - start, "epochs": cfg.train.epochs,
+               "widths": widths, "arch": arch.settings(), "dataset": data.name, "seed": cfg.seed}
+    if env.is_main:
+        write_json_atomic(out.path / "summary.json", summary)
+        print(f"test {100 * summary['test_acc']:.2f}%  held-out {100 * summary['heldout_acc']:.2f}%  "
+              f"MACs {summary['macs']:,}  params {summary['params']:,}  {summary['seconds']:.1f}s  -> {out.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netadjust", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"netadjust {__version__}")
@@ -110,12 +247,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_arch_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("search", help="search the widths of a network at a MACs budget",
+                       description="Network adjustment: train, estimate FUR, adjust widths, restore the budget; "
+                                   "repeat for --rounds, then optionally retrain and compare (--final-epochs).")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="demo",
+                   help="a group of defaults: demo (quick digits search, the default) or paper (official schedule)")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (flags override it)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search in RUN_DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    add_common_flags(p)
+    add_config_flags(p, SEARCH_FIELDS + TRAIN_FIELDS)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("train", help="train one width configuration",
+                       description="Train one configuration; writes OUT/checkpoint.pt and OUT/summary.json.")
+    p.add_argument("--in-channels", type=int, default=None, help="check the data set has this many channels")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    add_common_flags(p)
+    add_config_flags(p, TRAIN_ONLY)
+    p.set_defaults(func=cmd_train)
     return parser
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--log-json", action="store_true", help="log lines as JSON objects (for scripts)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(args)
     try:
         return args.func(args)
     except TrainingError as exc:

@@ -1,0 +1,84 @@
+"""FLOPs restore: rescale all searchable widths uniformly to a MACs budget (pure).
+
+After an adjustment the network's MACs drift from the budget ``F0``. All searchable widths are
+multiplied by one factor ``s`` (stem and classifier are fixed), rounded to integers (or to a
+multiple, e.g. 8, for hardware-friendly widths) and kept at or above the minimum width. ``s``
+is found by bisection until ``|F - F0| / F <= tolerance`` (1% in the official code). MACs are
+evaluated from the layer list, never by building a model, so this takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .errors import ConfigError
+from .models import Arch
+
+
+def round_to(value: float, multiple: int = 1) -> int:
+    """``value`` rounded to the nearest multiple of ``multiple`` (at least ``multiple``)."""
+    return max(multiple, multiple * round(value / multiple))
+
+
+def scale_widths(widths: Mapping[str, int], scale: float, *, multiple_of: int = 1, min_width: int = 1) -> dict[str, int]:
+    """Every width times ``scale``, rounded, and not below ``min_width``."""
+    return {k: max(min_width, round_to(w * scale, multiple_of)) for k, w in widths.items()}
+
+
+def within(macs: int, target: float, tolerance: float) -> bool:
+    return abs(macs - target) / macs <= tolerance
+
+
+def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, tolerance: float = 0.01,
+               multiple_of: int = 1, min_width: int = 1, max_steps: int = 100) -> dict[str, int]:
+    """``widths`` rescaled uniformly so ``arch.macs`` is within ``tolerance`` of ``target``.
+
+    Raises :class:`ConfigError` when the budget is below what the minimum widths cost, or when
+    the rounding granularity makes the tolerance unreachable.
+    """
+    def cost(s: float) -> int:
+        return arch.macs(scale_widths(widths, s, multiple_of=multiple_of, min_width=min_width))
+
+    if multiple_of == 1 and within(arch.macs(widths), target, tolerance):
+        return dict(widths)
+    lo, hi = 0.0, 1.0
+    floor = cost(lo)
+    if floor > target * (1 + tolerance):
+        raise ConfigError(f"budget of {target:,.0f} MACs is unreachable: {arch.name} costs {floor:,} MACs with "
+                          f"every searchable layer at its minimum width ({max(min_width, multiple_of)}); "
+                          f"raise --budget or lower --min-width / --multiple-of")
+    while cost(hi) < target:
+        hi *= 2
+        if hi > 1e6:
+            raise ConfigError(f"budget of {target:,.0f} MACs is unreachable by widening {arch.name}")
+    for _ in range(max_steps):
+        mid = (lo + hi) / 2
+        candidate = scale_widths(widths, mid, multiple_of=multiple_of, min_width=min_width)
+        macs = arch.macs(candidate)
+        if within(macs, target, tolerance):
+            return candidate
+        lo, hi = (mid, hi) if macs < target else (lo, mid)
+    # No single factor lands within tolerance: one rounding step changes MACs too much (equal
+    # widths in a stage, a coarse --multiple-of, or a "max" residual stream whose width one conv
+    # sets). Leave uniform scaling by one layer at a time: from the rounding below the target,
+    # round layers up; from the one above, round layers down, nearest to their rounding first.
+    below = scale_widths(widths, lo, multiple_of=multiple_of, min_width=min_width)
+    above = scale_widths(widths, hi, multiple_of=multiple_of, min_width=min_width)
+    best = below
+    up = sorted(widths, key=lambda k: above[k] - widths[k] * hi)
+    down = sorted(widths, key=lambda k: widths[k] * hi - above[k])
+    for start, order, step in ((below, up, multiple_of), (above, down, -multiple_of)):
+        candidate = dict(start)
+        for key in order:
+            previous = candidate[key]
+            candidate[key] = max(min_width, previous + step)
+            macs = arch.macs(candidate)
+            if within(macs, target, tolerance):
+                return candidate
+            if abs(macs - target) < abs(arch.macs(best) - target):
+                best = dict(candidate)
+            if (macs - target) * step > 0:  # overshot: undo and try the next layer
+                candidate[key] = previous
+    got = arch.macs(best)
+    raise ConfigError(f"cannot rescale {arch.name} to {target:,.0f} MACs within {tolerance:.1%}: the closest is "
+                      f"{got:,} ({(got - target) / target:+.1%}); raise --tolerance or lower --multiple-of")

@@ -1,0 +1,71 @@
+"""The distributed environment, read once from what ``torchrun`` sets.
+
+A single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) needs no process group. Under
+``torchrun`` the group is created with NCCL on CUDA and gloo on CPU, with a timeout on
+collectives so a rank that dies makes the others fail instead of hanging forever.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def dist_env() -> DistEnv:
+    """The environment torchrun describes (a single process when run plainly)."""
+    return DistEnv(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init_distributed(device: torch.device, timeout_s: float = 600.0) -> DistEnv:
+    """Join the process group if torchrun started several processes; returns the environment."""
+    env = dist_env()
+    if env.enabled and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return env
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum a few numbers across ranks (identity in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s object on every rank (identity in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks this rank's CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist_env().local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    return torch.device(name)

@@ -1,0 +1,127 @@
+"""FLOPs utilization ratio (FUR) of every searchable layer, by channel dropout on held-out data.
+
+FUR_l = dAcc/dFLOPs along c_l (DESIGN.md §2). It is estimated by removing the same expected
+MACs from one layer at a time and measuring how much the held-out loss rises:
+
+- ``cost_l = c_l * dMACs/dc_l`` is what layer l's channels cost (the layer and its readers);
+- the drop rate is ``p_l = base_drop_rate * mean_k(cost_k) / cost_l`` (clipped below 1 with a
+  warning: the official code never clips), so each probe removes ``base_drop_rate`` of an
+  average layer's MACs in expectation;
+- with the model in eval mode and only probe l active, ``FUR_l`` is the mean over ``repeats``
+  passes of (cross-entropy with the drop - cross-entropy without), on the same batches.
+
+Two modes compute the same estimator:
+
+- ``reference``: the official scheme, ``repeats`` full forward passes over the held-out split
+  per layer;
+- ``fast`` (default): each batch's activations entering every segment of the net are computed
+  once; each probe then runs only the segments from its own onwards, with its ``repeats``
+  stacked into one larger batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import DataSource
+from .models import Arch, SegmentedNet
+from .train import probes_off
+
+log = logging.getLogger(__name__)
+
+MAX_DROP_RATE = 0.9
+
+
+@dataclass
+class FurResult:
+    fur: dict[str, float]  # mean held-out loss increase per key (nats)
+    stderr: dict[str, float]  # standard error of that mean over the repeats
+    drop_rate: dict[str, float]  # p_l used per key
+    clipped: list[str]  # keys whose p_l was clipped to MAX_DROP_RATE
+    base_loss: float  # held-out loss without any drop
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def drop_rates(arch: Arch, widths: Mapping[str, int], base_drop_rate: float,
+               max_rate: float = MAX_DROP_RATE) -> tuple[dict[str, float], list[str]]:
+    """FLOPs-normalised drop rate of every key, and the keys that had to be clipped to ``max_rate``."""
+    deriv = arch.macs_derivative(widths)
+    cost = {k: widths[k] * deriv[k] for k in widths}
+    mean_cost = sum(cost.values()) / len(cost)
+    rates = {k: base_drop_rate * mean_cost / cost[k] for k in widths}
+    clipped = [k for k, p in rates.items() if p > max_rate]
+    if clipped:
+        log.warning("FUR: drop rate clipped to %.2f for %d layer(s) whose channels cost little "
+                    "(%s); lower --base-drop-rate to avoid it", max_rate, len(clipped), ", ".join(clipped))
+    return {k: min(p, max_rate) for k, p in rates.items()}, clipped
+
+
+def _summarise(per_repeat: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard error of per-repeat loss increases."""
+    values = per_repeat.tolist()
+    mean = statistics.fmean(values)
+    err = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return mean, err
+
+
+@torch.no_grad()
+def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapping[str, int], *,
+                 base_drop_rate: float = 0.05, repeats: int = 5, batch_size: int = 256, mode: str = "fast",
+                 device: torch.device = torch.device("cpu"), seed: int = 0, split: str = "heldout",
+                 progress: bool = False) -> FurResult:
+    """FUR of every searchable layer of the trained ``model`` (built from ``arch`` at ``widths``)."""
+    start = time.perf_counter()
+    rates, clipped = drop_rates(arch, widths, base_drop_rate)
+    model.to(device).eval()
+    probes = model.probes()
+    torch.manual_seed(seed)
+    batches = list(data.batches(split, batch_size=batch_size, train=False, device=device))
+    count = sum(len(y) for _, y in batches)
+    # sums[key][r]: summed loss of repeat r with probe `key` active; row 0 of `base` is undropped.
+    sums = {key: torch.zeros(repeats, dtype=torch.float64, device=device) for key in widths}
+    base = torch.zeros((), dtype=torch.float64, device=device)
+    with probes_off(model):
+        if mode == "reference":
+            base += sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
+            for key in tqdm(widths, desc="FUR", leave=False, disable=not progress):
+                probes[key].p = rates[key]
+                for r in range(repeats):
+                    sums[key][r] = sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
+                probes[key].p = 0.0
+        elif mode == "fast":
+            segment_of = model.probe_segments()
+            segments = list(model.segments)
+            for x, y in tqdm(batches, desc="FUR", leave=False, disable=not progress):
+                inputs = [x]  # inputs[i]: activations entering segment i
+                for segment in segments:
+                    inputs.append(segment(inputs[-1]))
+                base += F.cross_entropy(inputs[-1], y, reduction="sum").double()
+                targets = y.repeat(repeats)
+                for key in widths:
+                    i = segment_of[key]
+                    h = inputs[i].repeat((repeats,) + (1,) * (inputs[i].dim() - 1))  # (R*B, ...)
+                    probes[key].p = rates[key]
+                    for segment in segments[i:]:
+                        h = segment(h)
+                    probes[key].p = 0.0
+                    losses = F.cross_entropy(h, targets, reduction="none").view(repeats, len(y))
+                    sums[key] += losses.sum(1).double()
+        else:
+            raise ValueError(f"unknown FUR mode {mode!r}")
+    base_loss = base.item() / count
+    fur, stderr = {}, {}
+    for key in widths:
+        fur[key], stderr[key] = _summarise(sums[key] / count - base_loss)
+    return FurResult(fur, stderr, rates, clipped, base_loss, time.perf_counter() - start)

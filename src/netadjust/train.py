@@ -1,0 +1,210 @@
+"""Training and evaluation of one width configuration.
+
+The official code's recipe (DESIGN.md §2): SGD with momentum, cosine learning rate from
+``lr`` to ``min_lr`` (after an optional linear warm-up), weight decay, optional label
+smoothing, and channel dropout as a regulariser at every probe point, its rate ramped linearly
+over the epochs and scaled by depth ((i + 1) / L for the i-th of L probes). The trainer is the
+only place a model is moved to its device and wrapped in DDP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import DataSource
+from .dist import DistEnv, all_reduce_sum
+from .errors import DataError, TrainingError
+from .models import Arch, SegmentedNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Metrics:
+    """Mean cross-entropy and top-1 / top-5 accuracy (fractions in [0, 1]) over ``count`` images."""
+
+    loss: float
+    top1: float
+    top5: float
+    count: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: SegmentedNet  # trained, unwrapped, on the training device, in eval mode
+    metrics: dict[str, Metrics]  # split name -> metrics after training
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
+    seconds: float = 0.0
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate at ``progress`` epochs into training (fractional)."""
+    if progress < cfg.warmup_epochs:
+        return cfg.lr * progress / cfg.warmup_epochs
+    span = max(cfg.epochs - cfg.warmup_epochs, 1e-12)
+    t = min((progress - cfg.warmup_epochs) / span, 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def set_dropout_schedule(model: SegmentedNet, rate: float, epoch: int, epochs: int) -> None:
+    """The official regulariser: probe i of L drops ``rate * epoch / epochs * (i + 1) / L``."""
+    probes = list(model.probes().values())
+    for i, probe in enumerate(probes):
+        probe.p = rate * epoch / epochs * (i + 1) / len(probes)
+
+
+@contextlib.contextmanager
+def probes_off(model: SegmentedNet) -> Iterator[None]:
+    """Temporarily disable every probe (evaluation sees the whole network)."""
+    probes = list(model.probes().values())
+    saved = [p.p for p in probes]
+    for p in probes:
+        p.p = 0.0
+    try:
+        yield
+    finally:
+        for p, value in zip(probes, saved):
+            p.p = value
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _prepare(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DataSource, split: str, *, batch_size: int = 256,
+             device: torch.device = torch.device("cpu"), env: DistEnv = DistEnv(), amp: bool = True) -> Metrics:
+    """Loss, top-1 and top-5 of ``model`` on ``split`` (all ranks get the same numbers)."""
+    was_training = model.training
+    model.eval()
+    channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last) and device.type == "cuda"
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
+    inner = model.module if hasattr(model, "module") else model
+    with probes_off(inner):
+        for x, y in data.batches(split, batch_size=batch_size, train=False, device=device,
+                                 rank=env.rank, world_size=env.world_size):
+            with _autocast(device, amp):
+                logits = model(_prepare(x, channels_last)).float()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top == y[:, None]
+            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
+                                 hits[:, 0].sum().double(), hits.any(1).sum().double(),
+                                 torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+    model.train(was_training)
+    loss, top1, top5, n = all_reduce_sum(sums.tolist(), device)
+    if n == 0:
+        raise DataError(f"the {split} split of {data.name} is empty")
+    return Metrics(loss / n, top1 / n, top5 / n, int(n))
+
+
+def check_batch_size(data: DataSource, split: str, batch_size: int, world_size: int = 1) -> None:
+    size = data.size(split)
+    if batch_size * world_size > size:
+        raise DataError(f"--batch-size {batch_size}{f' x {world_size} ranks' if world_size > 1 else ''} is larger "
+                        f"than the {split} split of {data.name} ({size} images); lower --batch-size")
+
+
+def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed: int = 0,
+                device: torch.device = torch.device("cpu"), env: DistEnv = DistEnv(),
+                train_split: str = "train", eval_splits: tuple[str, ...] = ("heldout", "test"),
+                resume: Mapping[str, Any] | None = None,
+                checkpoint: Callable[[dict[str, Any]], None] | None = None,
+                progress: bool = True, desc: str = "train") -> TrainResult:
+    """Train ``model`` on ``train_split`` for ``cfg.epochs`` and evaluate it on ``eval_splits``.
+
+    ``checkpoint(state)``, when given, is called after every epoch with everything needed to
+    continue (pass it back as ``resume``): model and optimizer state, RNG state, history.
+    A loss that is NaN or infinite raises :class:`TrainingError` naming the epoch and step;
+    the last checkpoint written stays the last good one.
+    """
+    check_batch_size(data, train_split, cfg.batch_size, env.world_size)
+    start_time = time.perf_counter()
+    model.to(device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    history: list[dict[str, float]] = []
+    first_epoch = 0
+    torch.manual_seed(seed)  # channel-dropout masks
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["rng"])
+        history = list(resume["history"])
+        first_epoch = resume["epoch"]
+    net: nn.Module = model
+    if env.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    steps = data.num_batches(train_split, batch_size=cfg.batch_size, train=True, world_size=env.world_size)
+    for epoch in range(first_epoch, cfg.epochs):
+        epoch_start = time.perf_counter()
+        net.train()
+        set_dropout_schedule(model, cfg.drop_rate, epoch, cfg.epochs)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
+        batches = data.batches(train_split, batch_size=cfg.batch_size, train=True, device=device, epoch=epoch,
+                               seed=seed, rank=env.rank, world_size=env.world_size)
+        bar = tqdm(batches, total=steps, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (progress and env.is_main), dynamic_ncols=True)
+        for step, (x, y) in enumerate(bar):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, epoch + step / steps)
+            with _autocast(device, cfg.amp):
+                logits = net(_prepare(x, channels_last))
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                                    f"(lr {optimizer.param_groups[0]['lr']:.4g}); lower --lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                     torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        loss_sum, correct, count = all_reduce_sum(sums.tolist(), device)
+        entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / count,
+                 "train_acc": correct / count, "seconds": time.perf_counter() - epoch_start}
+        history.append(entry)
+        if env.is_main:
+            log.info("%s epoch %3d/%d  lr %.4f  loss %.4f  acc %6.2f%%  %6.1fs", desc, epoch + 1, cfg.epochs,
+                     entry["lr"], entry["train_loss"], 100 * entry["train_acc"], entry["seconds"])
+        if checkpoint is not None:
+            checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": torch.get_rng_state(), "history": history})
+    set_dropout_schedule(model, 0.0, 0, 1)
+    model.eval()
+    metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=device, env=env,
+                               amp=cfg.amp)
+               for split in eval_splits if data.size(split) > 0}
+    return TrainResult(model, metrics, history, time.perf_counter() - start_time)
+
+
+def build_and_train(arch: Arch, widths: Mapping[str, int], data: DataSource, cfg: TrainConfig, *,
+                    seed: int = 0, **kwargs: Any) -> TrainResult:
+    """Build ``arch`` at ``widths`` with weights drawn from ``seed``, then :func:`train_model`."""
+    torch.manual_seed(seed)
+    return train_model(arch.build(widths), data, cfg, seed=seed, **kwargs)

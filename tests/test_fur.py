@@ -1,0 +1,121 @@
+"""FUR estimation: drop rates, planted answers, and the fast mode against the reference scheme."""
+
+import pytest
+import torch
+from torch import nn
+
+from netadjust.config import TrainConfig
+from netadjust.data import synthetic
+from netadjust.fur import MAX_DROP_RATE, drop_rates, estimate_fur
+from netadjust.models import ChannelDrop, Layer, SegmentedNet, get_arch
+from netadjust.models.base import Arch
+from netadjust.train import build_and_train
+
+
+class ToyArch(Arch):
+    """Two parallel 3x3 convs on the input; the classifier reads only ``used``."""
+
+    def __init__(self, **kw):
+        super().__init__(name="toy", num_classes=4, in_channels=1, input_size=8, **kw)
+
+    def default_widths(self):
+        return {"used": 8, "ignored": 8}
+
+    def layers(self, w):
+        hw = (self.input_size, self.input_size)
+        return [Layer("used", 1, w["used"], 3, hw), Layer("ignored", 1, w["ignored"], 3, hw),
+                Layer("fc", w["used"], 4, bias=True, norm=False)]
+
+    def _build(self, w):
+        class Body(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Sequential(nn.Conv2d(1, w["used"], 3, padding=1, bias=False), nn.BatchNorm2d(w["used"]),
+                                       ChannelDrop("used"), nn.ReLU())
+                self.b = nn.Sequential(nn.Conv2d(1, w["ignored"], 3, padding=1, bias=False),
+                                       nn.BatchNorm2d(w["ignored"]), ChannelDrop("ignored"))
+
+            def forward(self, x):
+                self.b(x)  # computed, never read
+                return self.a(x)
+
+        return SegmentedNet([Body(), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w["used"], 4))])
+
+
+def test_drop_rates_remove_equal_expected_macs():
+    arch = get_arch("resnet20", num_classes=10)
+    w = arch.default_widths()
+    w["stage2.block1.conv1"] = 48
+    rates, clipped = drop_rates(arch, w, 0.05)
+    d = arch.macs_derivative(w)
+    removed = {k: rates[k] * w[k] * d[k] for k in w}
+    mean_cost = sum(w[k] * d[k] for k in w) / len(w)
+    assert not clipped
+    for value in removed.values():
+        assert value == pytest.approx(0.05 * mean_cost)
+
+
+def test_drop_rates_are_clipped_below_one(caplog):
+    arch = get_arch("resnet20", num_classes=10)
+    w = arch.default_widths()
+    w["stage1.block0.conv1"] = 1  # costs ~1/16 of its neighbours: its rate would exceed 1
+    rates, clipped = drop_rates(arch, w, 0.3)
+    assert clipped == ["stage1.block0.conv1"] and rates["stage1.block0.conv1"] == MAX_DROP_RATE
+    assert all(p < 1 for p in rates.values())
+    assert "clipped" in caplog.text and "stage1.block0.conv1" in caplog.text
+
+
+def test_ignored_layer_has_zero_fur():
+    torch.manual_seed(0)
+    arch = ToyArch()
+    data = synthetic(num_classes=4, n_train=128, n_heldout=96)
+    trained = build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=3, batch_size=32, lr=0.05),
+                              progress=False)
+    for mode in ("fast", "reference"):
+        result = estimate_fur(trained.model, data, arch, arch.default_widths(), repeats=3, mode=mode,
+                              base_drop_rate=0.2, batch_size=32)
+        assert result.fur["ignored"] == 0.0 and result.stderr["ignored"] == 0.0
+        assert result.fur["used"] > 0
+
+
+@pytest.fixture(scope="module")
+def starved():
+    """A Plain-20 with one 2-channel layer among 8-channel neighbours, trained on synthetic data."""
+    arch = get_arch("plain20", num_classes=4, in_channels=1, input_size=8, width_mult=0.5)
+    w = arch.default_widths()
+    w["stage2.block1.conv1"] = 2
+    data = synthetic(num_classes=4, n_train=512, n_heldout=128, seed=1)
+    trained = build_and_train(arch, w, data, TrainConfig(epochs=6, batch_size=64, lr=0.05, drop_rate=0.0),
+                              seed=1, progress=False)
+    return arch, w, data, trained.model
+
+
+def test_starved_layer_gets_the_highest_fur_and_is_widened(starved):
+    from netadjust.adjust import AdjustRule, adjust_widths
+
+    arch, w, data, model = starved
+    result = estimate_fur(model, data, arch, w, repeats=5, batch_size=64)
+    assert max(result.fur, key=result.fur.get) == "stage2.block1.conv1"
+    new, moves = adjust_widths(w, arch.default_widths(), result.fur, AdjustRule(k=3), 0)
+    assert moves["stage2.block1.conv1"] > 0 and new["stage2.block1.conv1"] > 2
+
+
+def test_fast_mode_equals_reference_on_one_batch(starved):
+    # With one held-out batch both modes draw the same masks in the same order: identical results.
+    arch, w, data, model = starved
+    fast = estimate_fur(model, data, arch, w, repeats=4, batch_size=256, mode="fast", seed=7)
+    ref = estimate_fur(model, data, arch, w, repeats=4, batch_size=256, mode="reference", seed=7)
+    assert fast.base_loss == pytest.approx(ref.base_loss, rel=1e-6)
+    for key in w:
+        assert fast.fur[key] == pytest.approx(ref.fur[key], rel=1e-4, abs=1e-7)
+        assert fast.stderr[key] == pytest.approx(ref.stderr[key], rel=1e-3, abs=1e-7)
+
+
+def test_fast_mode_agrees_with_reference_over_batches(starved):
+    arch, w, data, model = starved
+    fast = estimate_fur(model, data, arch, w, repeats=3, batch_size=64, mode="fast", seed=3)
+    ref = estimate_fur(model, data, arch, w, repeats=3, batch_size=64, mode="reference", seed=4)
+    assert fast.base_loss == pytest.approx(ref.base_loss, rel=1e-6)
+    for key in w:  # independent masks: equal within a few standard errors
+        tol = 4 * (fast.stderr[key] ** 2 + ref.stderr[key] ** 2) ** 0.5 + 1e-6
+        assert abs(fast.fur[key] - ref.fur[key]) <= tol, key
