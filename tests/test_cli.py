@@ -61,3 +61,26 @@ def test_bad_widths_file_is_one_line_exit_2(tmp_path):
     (tmp_path / "n.json").write_text("widths: 3")
     code, _, err = run_cli("flops", "--widths", str(tmp_path / "n.json"))
     assert code == 2 and "is not valid JSON" in err
+
+
+def test_search_flags_override_config_file(tmp_path):
+    (tmp_path / "c.toml").write_text('rounds = 5\nk = 2\n[train]\nepochs = 9\n')
+    from netadjust.cli import build_parser, config_from_args
+    from netadjust.config import SEARCH_FIELDS, TRAIN_FIELDS
+
+    args = build_parser().parse_args(["search", "--config", str(tmp_path / "c.toml"), "--rounds", "1"])
+    cfg = config_from_args(args, SEARCH_FIELDS + TRAIN_FIELDS)
+    assert (cfg.rounds, cfg.k, cfg.train.epochs) == (1, 2, 9)  # flag > file > preset
+    assert cfg.dataset == "digits" and cfg.final_epochs == 20  # the demo preset fills the rest
+
+
+def test_search_command_errors(tmp_path):
+    (tmp_path / "bad.toml").write_text("rounds = [")
+    code, _, err = run_cli("search", "--config", str(tmp_path / "bad.toml"))
+    assert code == 2 and "is not valid TOML" in err
+    (tmp_path / "c.json").write_text('{"roundz": 3}')
+    code, _, err = run_cli("search", "--config", str(tmp_path / "c.json"))
+    assert code == 2 and "unknown key 'roundz' (did you mean rounds" in err
+    code, _, err = run_cli("search", "--k", "12", "--out", str(tmp_path / "r"))
+    errors = [line for line in err.splitlines() if line.startswith("netadjust: error:")]
+    assert code == 2 and len(errors) == 1 and "--k 12 is larger than half" in errors[0] and "Traceback" not in err

@@ -1,0 +1,111 @@
+"""The search loop end to end on tiny settings, its run directory, and its up-front checks."""
+
+import json
+
+import pytest
+import torch
+
+from netadjust.budget import within
+from netadjust.config import SearchConfig
+from netadjust.errors import ConfigError, DataError
+from netadjust.models import get_arch
+from netadjust.search import search
+
+TINY = dict(arch="resnet20", width_mult=0.25, dataset="digits", train_subset=256, rounds=2, k=3, epochs=1,
+            batch_size=64, fur_batch_size=128, repeats=2, final_epochs=1)
+
+
+def tiny(tmp_path, **changes) -> SearchConfig:
+    return SearchConfig.from_dict({**TINY, "out": str(tmp_path / "run"), **changes})
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    cfg = tiny(tmp_path_factory.mktemp("search"))
+    return cfg, search(cfg, progress=False)
+
+
+def test_records_hold_the_contract(finished):
+    cfg, result = finished
+    lines = (result.run_dir / "records.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["round"] for r in records] == [0, 1]
+    for r in records:
+        assert set(r["fur"]) == set(r["widths"]) == set(r["drop_rate"]) == set(r["fur_stderr"])
+        assert 0 <= r["heldout_acc"] <= 1 and 0 <= r["test_acc"] <= 1
+        assert r["train_seconds"] > 0 and r["fur_seconds"] > 0
+    # Each round trains what the previous round's adjustment produced.
+    assert records[1]["widths"] == records[0]["next_widths"]
+    assert records[0]["moves"], "round 0 moves k layers each way"
+    assert len(records[0]["moves"]) <= 2 * cfg.k
+
+
+def test_every_round_is_within_the_budget(finished):
+    cfg, result = finished
+    arch = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.25)
+    target = result.summary["macs_target"]
+    assert target == arch.macs(arch.default_widths())
+    for r in result.records:
+        assert arch.macs(r["widths"]) == r["macs"]
+        assert within(r["macs"], target, cfg.tolerance) and within(r["next_macs"], target, cfg.tolerance)
+
+
+def test_final_files_and_summary(finished):
+    _, result = finished
+    run = result.run_dir
+    final = json.loads((run / "widths_final.json").read_text())
+    assert final == result.records[-1]["next_widths"] == result.widths_final
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["macs_final"] == result.records[-1]["next_macs"]
+    assert summary["macs_original"] == result.records[0]["macs"]
+    for key in ("original_test_acc", "searched_test_acc"):
+        assert 0 <= summary[key] <= 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["rounds"] == 2 and config["epochs"] == 1
+
+
+def test_checkpoints_rebuild_their_round(finished):
+    _, result = finished
+    state = torch.load(result.run_dir / "checkpoints" / "round1.pt", weights_only=False)
+    assert state["widths"] == result.records[1]["widths"]
+    settings = dict(state["arch"])
+    arch = get_arch(settings.pop("arch"), **settings)
+    model = arch.build(state["widths"])
+    model.load_state_dict(state["model"])  # shapes match exactly
+
+
+@pytest.mark.parametrize("changes, error, message", [
+    ({"budget": 0.001}, ConfigError, "unreachable"),
+    ({"k": 10}, ConfigError, "--k 10 is larger than half the number of searchable layers \\(18\\)"),
+    ({"base_drop_rate": 1.0}, ConfigError, "--base-drop-rate must be in \\(0, 1\\)"),
+    ({"heldout_fraction": 0.0}, ConfigError, "FUR needs a held-out split"),
+    ({"batch_size": 100000}, DataError, "--batch-size 100000 is larger than the train split"),
+    ({"arch": "resnet21"}, ConfigError, "unknown architecture"),
+])
+def test_bad_settings_fail_before_training(tmp_path, changes, error, message):
+    with pytest.raises(error, match=message):
+        search(tiny(tmp_path, **changes), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_directory_is_protected(finished, tmp_path):
+    cfg, result = finished
+    with pytest.raises(ConfigError, match="already exists; pass --resume"):
+        search(cfg, progress=False)
+    with pytest.raises(ConfigError, match="different configuration: rounds \\(stored 2, now 3\\)"):
+        search(cfg.replace(rounds=3), resume=True, progress=False)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        search(tiny(tmp_path), resume=True, progress=False)
+
+
+def test_many_problems_are_reported_together():
+    with pytest.raises(ConfigError) as err:
+        SearchConfig.from_dict({"rounds": 0, "lr": -1, "repeats": 0, "fur_mode": "slow"}).validate()
+    msg = str(err.value)
+    for part in ("--rounds must be a positive integer", "--lr must be > 0", "--repeats", "--fur-mode must be one of"):
+        assert part in msg
+
+
+def test_unknown_config_key_suggests_the_flag():
+    with pytest.raises(ConfigError, match="unknown key 'round' \\(did you mean rounds"):
+        SearchConfig.from_dict({"round": 3})

@@ -1,0 +1,90 @@
+"""The trainer: schedule, regulariser, NaN guard, and `netadjust train`."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from netadjust.config import TrainConfig
+from netadjust.data import synthetic
+from netadjust.errors import TrainingError
+from netadjust.models import get_arch
+from netadjust.train import build_and_train, lr_at, set_dropout_schedule
+
+from test_cli import run_cli
+
+
+def test_cosine_schedule_with_warmup():
+    cfg = TrainConfig(epochs=10, lr=0.1, min_lr=0.001, warmup_epochs=2)
+    assert lr_at(cfg, 0) == 0 and lr_at(cfg, 1) == pytest.approx(0.05)
+    assert lr_at(cfg, 2) == pytest.approx(0.1)
+    assert lr_at(cfg, 6) == pytest.approx(0.001 + 0.5 * 0.099)
+    assert lr_at(cfg, 10) == pytest.approx(0.001)
+
+
+def test_dropout_regulariser_ramps_with_epoch_and_depth():
+    model = get_arch("resnet20", input_size=8).build()
+    set_dropout_schedule(model, 0.05, epoch=5, epochs=10)
+    rates = [p.p for p in model.probes().values()]
+    assert rates[-1] == pytest.approx(0.025) and rates[0] == pytest.approx(0.025 / 18)
+    assert rates == sorted(rates)
+
+
+class NanOnEpoch:
+    """A data source whose training images turn NaN from a given epoch on."""
+
+    def __init__(self, inner, epoch):
+        self.inner, self.epoch = inner, epoch
+        for name in ("name", "num_classes", "in_channels", "input_size", "size", "num_batches"):
+            setattr(self, name, getattr(inner, name))
+
+    def batches(self, split, **kw):
+        for x, y in self.inner.batches(split, **kw):
+            yield (x * float("nan") if kw.get("epoch", 0) >= self.epoch and kw.get("train") else x), y
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint():
+    data = NanOnEpoch(synthetic(n_train=128), epoch=1)
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
+    saved = []
+    with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1"):
+        build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=3, batch_size=32),
+                        checkpoint=lambda state: saved.append(copy.deepcopy(state)), progress=False)
+    assert [s["epoch"] for s in saved] == [1]
+    assert all(torch.isfinite(v).all() for v in saved[0]["model"].values() if v.is_floating_point())
+
+
+def test_same_seed_same_model():
+    data = synthetic(n_train=128)
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
+    runs = [build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=2, batch_size=32), seed=5,
+                            progress=False) for _ in range(2)]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_command_writes_summary_and_checkpoint(tmp_path):
+    out = tmp_path / "t"
+    code, stdout, err = run_cli("train", "--dataset", "digits", "--epochs", "1", "--width-mult", "0.25",
+                                "--train-subset", "200", "--batch-size", "50", "--out", str(out), "--quiet")
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("test_acc", "heldout_acc"):
+        assert 0 <= summary[key] <= 1
+    assert summary["macs"] > 0 and summary["params"] > 0 and summary["seconds"] > 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1 and state["widths"] == summary["widths"]
+    code, _, err = run_cli("train", "--dataset", "digits", "--out", str(out), "--epochs", "1")
+    assert code == 2 and "already exists" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--in-channels", "3"], "does not match digits, whose images have 1 channel"),
+    (["--batch-size", "5000"], "--batch-size 5000 is larger than the train split"),
+    (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "fashion-mnist"),
+    (["--lr", "-1", "--epochs", "0"], "--epochs must be a positive integer"),
+])
+def test_train_command_errors(tmp_path, args, message):
+    code, _, err = run_cli("train", "--out", str(tmp_path / "x"), *args)
+    assert code == 2 and message in err and "Traceback" not in err, err
