@@ -56,3 +56,21 @@ for _depth in (20, 32, 44, 56, 110):
 for _depth in (20, 56):
     register(f"plain{_depth}", partial(CifarResNet, depth=_depth, plain=True),
              f"CIFAR Plain-{_depth}: ResNet-{_depth} without shortcuts")
+
+from .densenet import DenseNet  # noqa: E402 - the families below register after the mechanism above
+from .imagenet_resnet import ImageNetResNet  # noqa: E402
+from .mobilenet import MobileNet  # noqa: E402
+from .pyramidnet import PyramidNet  # noqa: E402
+
+for _depth, _convs in ((18, 16), (34, 32)):
+    register(f"resnet{_depth}", partial(ImageNetResNet, depth=_depth),
+             f"ImageNet ResNet-{_depth}: basic blocks, 7x7 stem, {_convs} searchable 3x3 convs, "
+             "projections follow conv2")
+register("mobilenet_v2", partial(MobileNet, variant="mobilenet_v2"),
+         "MobileNetV2: searchable expansion width per block and output width per stage")
+register("mnasnet_a1", partial(MobileNet, variant="mnasnet_a1"),
+         "MnasNet-A1: as mobilenet_v2, with squeeze-excite (squeeze = expansion // (4t))")
+register("densenet40", partial(DenseNet, depth=40),
+         "CIFAR DenseNet-40 (k=12, no bottleneck): searchable growth per layer", options=("growth",))
+register("pyramidnet20", partial(PyramidNet, depth=20),
+         "CIFAR PyramidNet-20 (alpha=24): basic blocks, searchable width per conv", options=("alpha",))

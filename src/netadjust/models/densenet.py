@@ -1,0 +1,135 @@
+"""DenseNet-40 for CIFAR (Huang et al. 2017): growth rate 12, no bottleneck, no compression.
+
+A 3x3 stem conv (``2 * growth`` = 24 channels, as in the common PyTorch CIFAR implementation;
+the original Torch code used 16), three dense blocks of 12 layers, two transitions, then
+BN-ReLU, global average pooling and a linear classifier. Everything is pre-activation
+(BN-ReLU-conv):
+
+- dense layer: ``x -> cat([x, conv3x3(relu(bn(x)))])`` adds ``growth`` channels;
+- transition: ``BN-ReLU-conv1x1-avgpool2``, output width = input width (compression 1; not
+  searchable: it follows the growths before it). The pooling uses ``ceil_mode`` so that any
+  input size >= 1 works; at even sizes it is the usual 2x2 average pool.
+
+Searchable keys: ``dense{b}.layer{j}.growth``, the channels layer ``j`` of block ``b`` adds.
+Its probe is on that conv's output before the concatenation (where the original DenseNet puts
+its dropout): with pre-activation no BN follows the conv itself, so a dropped channel reaches
+each reader's BN as zeros.
+
+At the initial widths: 282,958,368 MACs at 32x32 with 100 classes (the paper's 282M), of which
+663,552 are the stem; 1.10M parameters. MACs are not bilinear in the growths: a transition conv
+maps its input width to itself, so its cost is quadratic in the growths of the block before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..widths import Widths
+from .base import Arch, Layer, scale_width
+from .blocks import ChannelDrop, SegmentedNet, init_weights
+
+
+class PreNormLayer(Layer):
+    """A conv (or linear) preceded by BatchNorm over its *input* (pre-activation order).
+
+    Same MACs as :class:`Layer`; the parameters add the input BN's ``2 * cin`` affine pair.
+    ``norm`` keeps its meaning: a BN also follows the conv.
+    """
+
+    __slots__ = ()
+
+    @property
+    def params(self) -> int:
+        return super().params + 2 * self.cin
+
+
+def _half(size: int) -> int:
+    """Output size of a 2x2 stride-2 average pool in ceil mode."""
+    return (size + 1) // 2
+
+
+class DenseLayer(nn.Module):
+    """(N, cin, H, W) -> (N, cin + growth, H, W)."""
+
+    def __init__(self, key: str, cin: int, growth: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.conv = nn.Conv2d(cin, growth, 3, 1, 1, bias=False)
+        self.probe = ChannelDrop(key)  # before the concatenation: drops only the new channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.probe(self.conv(F.relu(self.bn(x))))], 1)
+
+
+class Transition(nn.Module):
+    """(N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.conv = nn.Conv2d(channels, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2, ceil_mode=True)
+
+
+class DenseNet(Arch):
+    """DenseNet (depth 3L+4, no bottleneck) for small images; every layer's growth is searchable."""
+
+    def __init__(self, *, depth: int = 40, growth: int = 12, name: str, **common) -> None:
+        super().__init__(name=name, **common)
+        problems = []
+        if depth < 7 or (depth - 4) % 3:
+            problems.append(f"depth must be 3L+4 with L >= 1 (40, 100, ...), got {depth}")
+        if isinstance(growth, bool) or not isinstance(growth, int) or growth < 1:
+            problems.append(f"growth must be a positive integer, got {growth!r}")
+        if problems:
+            raise ConfigError(f"{name}: " + "; ".join(problems))
+        self.depth, self.growth = depth, growth
+        self.per_block = (depth - 4) // 3
+        self.stem_width = scale_width(2 * growth, self.width_mult)
+        self._defaults: Widths = {f"dense{b}.layer{j}.growth": scale_width(growth, self.width_mult)
+                                  for b in range(1, 4) for j in range(self.per_block)}
+        self._keys = [[f"dense{b}.layer{j}.growth" for j in range(self.per_block)] for b in range(1, 4)]
+
+    def options(self) -> dict:
+        return {"growth": self.growth}
+
+    def default_widths(self) -> Widths:
+        return dict(self._defaults)
+
+    def layers(self, widths: Mapping[str, int]) -> list[Layer]:
+        size = self.input_size
+        hw = (size, size)
+        out: list[Layer] = [Layer("stem", self.in_channels, self.stem_width, 3, hw, norm=False)]
+        c = self.stem_width
+        for b, keys in enumerate(self._keys, start=1):
+            for key in keys:
+                out.append(PreNormLayer(key, c, widths[key], 3, hw, norm=False))
+                c += widths[key]
+            if b < 3:
+                out.append(PreNormLayer(f"transition{b}", c, c, 1, hw, norm=False))
+                size = _half(size)
+                hw = (size, size)
+        out.append(PreNormLayer("fc", c, self.num_classes, bias=True, norm=False))
+        return out
+
+    def _build(self, widths: Widths) -> SegmentedNet:
+        segments: list[nn.Module] = [nn.Conv2d(self.in_channels, self.stem_width, 3, 1, 1, bias=False)]
+        c = self.stem_width
+        for b, keys in enumerate(self._keys, start=1):
+            for key in keys:
+                segments.append(DenseLayer(key, c, widths[key]))
+                c += widths[key]
+            if b < 3:
+                segments.append(Transition(c))
+        segments.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten(), nn.Linear(c, self.num_classes)))
+        net = SegmentedNet(segments)
+        init_weights(net)
+        return net

@@ -1,0 +1,118 @@
+"""PyramidNet for CIFAR (Han et al. 2017), basic blocks, every conv searchable.
+
+A 3x3 stem conv (16 channels) with BN, three stages of ``n`` blocks (depth 6n+2; stages 2 and
+3 halve the resolution in their first block), then BN-ReLU, global average pooling and a linear
+classifier. Instead of doubling at each stage, the width grows by ``alpha / N`` per block
+(``N = 3n`` blocks): block ``k`` (1-based) has ``round(16 + alpha * k / N)`` channels in both of
+its convs (times ``width_mult``), as in the authors' code.
+
+Block (the PyramidNet basic block): ``BN - conv3x3 - BN - ReLU - conv3x3 - BN``, plus the
+shortcut, no ReLU after the add. The shortcut has no parameters: 2x2 average pooling (ceil
+mode) when downsampling and zero channels where the block output is wider -- the stream
+carries ``max(stream, conv2)`` channels, the "max" rule of :mod:`.cifar_resnet`.
+
+Keys ``stage{s}.block{b}.conv{1,2}``; probes at the BN output of each conv (for conv2, before
+the residual add).
+
+Widening factor: ``alpha = 24`` (the default) gives 40,340,704 MACs for PyramidNet-20 on
+CIFAR-100 **with** the stem (39,898,336 without), the paper's 40.4M; no integer alpha matches
+40.4M without the stem as closely (24.5 would be needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..widths import Widths
+from .base import Arch, Layer, conv_out
+from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights
+from .cifar_resnet import _pad_channels
+from .densenet import PreNormLayer
+
+BASE_WIDTH = 16
+DEFAULT_ALPHA = 24
+
+
+class PyramidBlock(nn.Module):
+    """(N, cin, H, W) -> (N, max(cin, c2), ceil(H/stride), ceil(W/stride))."""
+
+    def __init__(self, key1: str, key2: str, cin: int, c1: int, c2: int, stride: int) -> None:
+        super().__init__()
+        self.bn0 = nn.BatchNorm2d(cin)
+        self.conv1, self.bn1 = conv_bn(cin, c1, 3, stride)
+        self.probe1 = ChannelDrop(key1)
+        self.conv2, self.bn2 = conv_bn(c1, c2, 3, 1)
+        self.probe2 = ChannelDrop(key2)  # before the residual add: drops only this conv's work
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.probe1(self.bn1(self.conv1(self.bn0(x)))))
+        out = self.probe2(self.bn2(self.conv2(out)))
+        sc = F.avg_pool2d(x, 2, ceil_mode=True) if self.stride > 1 else x
+        width = max(out.shape[1], sc.shape[1])
+        return _pad_channels(out, width) + _pad_channels(sc, width)
+
+
+class PyramidNet(Arch):
+    """PyramidNet-(6n+2) with basic blocks and additive widening ``alpha``."""
+
+    def __init__(self, *, depth: int, alpha: float = DEFAULT_ALPHA, name: str, **common) -> None:
+        super().__init__(name=name, **common)
+        problems = []
+        if depth < 8 or (depth - 2) % 6:
+            problems.append(f"depth must be 6n+2 with n >= 1 (20, 32, 56, 110, ...), got {depth}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+            problems.append(f"alpha must be a number >= 0, got {alpha!r}")
+        if problems:
+            raise ConfigError(f"{name}: " + "; ".join(problems))
+        self.depth, self.alpha = depth, alpha
+        n = (depth - 2) // 6
+        total = 3 * n
+        self.stem_width = max(1, round(BASE_WIDTH * self.width_mult))
+        # Per block: (key1, key2, stride, output size), fixed for this arch.
+        self._blocks: list[tuple[str, str, int, int]] = []
+        self._defaults: Widths = {}
+        size = self.input_size
+        for k in range(total):
+            s, b = divmod(k, n)
+            stride = 2 if s > 0 and b == 0 else 1
+            size = conv_out(size, 3, stride, 1)
+            prefix = f"stage{s + 1}.block{b}"
+            self._blocks.append((f"{prefix}.conv1", f"{prefix}.conv2", stride, size))
+            width = max(1, round((BASE_WIDTH + alpha * (k + 1) / total) * self.width_mult))
+            self._defaults[f"{prefix}.conv1"] = self._defaults[f"{prefix}.conv2"] = width
+
+    def options(self) -> dict:
+        return {"alpha": self.alpha}
+
+    def default_widths(self) -> Widths:
+        return dict(self._defaults)
+
+    def layers(self, widths: Mapping[str, int]) -> list[Layer]:
+        size = self.input_size
+        out = [Layer("stem", self.in_channels, self.stem_width, 3, (size, size))]
+        stream = self.stem_width
+        for key1, key2, _, size in self._blocks:
+            c1, c2 = widths[key1], widths[key2]
+            out.append(PreNormLayer(key1, stream, c1, 3, (size, size)))
+            out.append(Layer(key2, c1, c2, 3, (size, size)))
+            stream = max(stream, c2)
+        out.append(PreNormLayer("fc", stream, self.num_classes, bias=True, norm=False))
+        return out
+
+    def _build(self, widths: Widths) -> SegmentedNet:
+        segments: list[nn.Module] = [nn.Sequential(*conv_bn(self.in_channels, self.stem_width))]
+        stream = self.stem_width
+        for key1, key2, stride, _ in self._blocks:
+            segments.append(PyramidBlock(key1, key2, stream, widths[key1], widths[key2], stride))
+            stream = max(stream, widths[key2])
+        segments.append(nn.Sequential(nn.BatchNorm2d(stream), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten(), nn.Linear(stream, self.num_classes)))
+        net = SegmentedNet(segments)
+        init_weights(net)
+        return net
