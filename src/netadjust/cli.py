@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -167,12 +168,26 @@ def widths_table(before: dict[str, int], after: dict[str, int]) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     from .search import search
 
-    cfg = config_from_args(args, SEARCH_FIELDS + TRAIN_FIELDS)
     if args.resume:
-        cfg = cfg.replace(out=args.resume)
-    log.info("preset %s: %d rounds of %d epochs on %s, final %d epochs -> %s", args.preset, cfg.rounds,
+        # The stored configuration, with only the flags given now on top (checked by search()).
+        from .rundir import RunDir
+
+        args.preset = None
+        stored = RunDir(args.resume).read_json(RunDir(args.resume).config)
+        typed = {n: getattr(args, n) for n in SEARCH_FIELDS + TRAIN_FIELDS if getattr(args, n) is not None}
+        cfg = SearchConfig.from_dict({**stored, **typed, "out": args.resume}, source=f"{args.resume}/config.json")
+    else:
+        cfg = config_from_args(args, SEARCH_FIELDS + TRAIN_FIELDS)
+    log.info("%s: %d rounds of %d epochs on %s, final %d epochs -> %s",
+             f"preset {args.preset}" if args.preset else "resuming", cfg.rounds,
              cfg.train.epochs, cfg.dataset, cfg.final_epochs, cfg.out)
-    result = search(cfg, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+    try:
+        result = search(cfg, resume=bool(args.resume), overwrite=args.overwrite, allow_changes=args.allow_changes,
+                        progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"netadjust: interrupted; the finished epochs are saved in {cfg.out}. Resume with:\n"
+              f"  netadjust search --resume {cfg.out}", file=sys.stderr)
+        return 130
     s = result.summary
     print(widths_table(result.widths_original, result.widths_final))
     print(f"MACs: original {s['macs_original']:,}  searched {s['macs_final']:,}  "
@@ -256,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search in RUN_DIR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--allow-changes", action="store_true", help="with --resume: accept flags that change the stored settings")
     add_common_flags(p)
     add_config_flags(p, SEARCH_FIELDS + TRAIN_FIELDS)
     p.set_defaults(func=cmd_search)
@@ -275,9 +291,15 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-json", action="store_true", help="log lines as JSON objects (for scripts)")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    # SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C: finished epochs are on disk.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except TrainingError as exc:

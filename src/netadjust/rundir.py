@@ -5,6 +5,8 @@ Layout::
     RUN_DIR/config.json         the SearchConfig (flat field names), written at the start
     RUN_DIR/records.jsonl       one JSON object per completed round
     RUN_DIR/checkpoints/round{t}.pt   trained weights of round t with their widths and config
+    RUN_DIR/checkpoints/current.pt    the training in progress, saved after every epoch
+    RUN_DIR/final/*.pt          the same for a final retraining in progress
     RUN_DIR/widths_final.json   the searched widths
     RUN_DIR/final/{original,searched}_seed{s}.json   final retraining results, one per run
     RUN_DIR/summary.json        MACs of original and searched widths, final accuracies
@@ -20,8 +22,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import logging
+
 from .errors import ConfigError
 from .io import save_torch_atomic, write_bytes_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 
 class RunDir:
@@ -39,6 +45,10 @@ class RunDir:
 
     def checkpoint(self, round_index: int) -> Path:
         return self.checkpoints / f"round{round_index}.pt"
+
+    @property
+    def current(self) -> Path:
+        return self.checkpoints / "current.pt"
 
     # -- reading ---------------------------------------------------------------------
     def read_json(self, path: Path) -> Any:
@@ -76,3 +86,23 @@ class RunDir:
 
     def save_checkpoint(self, round_index: int, state: dict[str, Any]) -> None:
         save_torch_atomic(self.checkpoint(round_index), state)
+
+    def training_state(self, path: Path, expect: dict[str, Any]) -> dict[str, Any] | None:
+        """The saved state of an interrupted training at ``path`` if its metadata equals ``expect``.
+
+        A corrupt file is not fatal: the training it belongs to restarts from its first epoch
+        (the previous good state), with a warning naming the file.
+        """
+        if not path.exists():
+            return None
+        import torch
+
+        try:
+            state = torch.load(path, weights_only=True)
+        except Exception as exc:  # truncated zip, bad pickle: all mean "unreadable"
+            log.warning("%s is unreadable (%s): restarting that training from its first epoch", path,
+                        type(exc).__name__)
+            return None
+        if any(state.get(k) != v for k, v in expect.items()):
+            return None
+        return state

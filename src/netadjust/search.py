@@ -23,6 +23,7 @@ from .data import DataSource, load_dataset
 from .dist import DistEnv, broadcast_object, init_distributed, pick_device
 from .errors import ConfigError, DataError
 from .fur import estimate_fur
+from .io import save_torch_atomic
 from .models import Arch, get_arch
 from .rundir import RunDir
 from .train import build_and_train, check_batch_size
@@ -81,7 +82,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _open_run(cfg: SearchConfig, resume: bool, overwrite: bool) -> tuple[RunDir, list[dict[str, Any]]]:
+def _open_run(cfg: SearchConfig, resume: bool, overwrite: bool, allow_changes: bool) -> tuple[RunDir, list[dict[str, Any]]]:
     run = RunDir(cfg.out)
     if not run.exists():
         if resume:
@@ -97,17 +98,36 @@ def _open_run(cfg: SearchConfig, resume: bool, overwrite: bool) -> tuple[RunDir,
                           f"--overwrite to replace it, or choose another --out")
     stored = flatten(run.read_json(run.config))
     mine = flatten(cfg.to_dict())
-    changed = [f"{k} (stored {stored.get(k)!r}, now {v!r})" for k, v in mine.items() if stored.get(k) != v]
+    # `out` may differ: a run directory can be moved.
+    changed = [f"{k} (stored {stored.get(k)!r}, now {v!r})" for k, v in mine.items()
+               if stored.get(k) != v and k != "out"]
+    if changed and not allow_changes:
+        raise ConfigError(f"cannot resume {run.path} with a different configuration: {'; '.join(changed)}; "
+                          f"pass --allow-changes if that is intended")
     if changed:
-        raise ConfigError(f"cannot resume {run.path} with a different configuration: {'; '.join(changed)}")
+        log.warning("resuming %s with changed settings: %s", run.path, "; ".join(changed))
     return run, run.read_records()
 
 
-def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> SearchResult:
-    """Run (or resume) a whole search; see the module docstring and README for the outputs."""
+def _trainer_state(run: RunDir, path: Path, env: DistEnv, **meta: Any) -> dict[str, Any]:
+    """``build_and_train`` arguments that save after every epoch to ``path`` and resume from it."""
+    def save(state: dict[str, Any]) -> None:
+        if env.is_main:
+            save_torch_atomic(path, {**meta, **state})
+
+    return {"checkpoint": save, "resume": run.training_state(path, meta)}
+
+
+def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, allow_changes: bool = False,
+           progress: bool = True) -> SearchResult:
+    """Run (or resume) a whole search; see the module docstring and README for the outputs.
+
+    ``resume=True`` continues the run in ``cfg.out`` from its last completed epoch; its stored
+    configuration must equal ``cfg`` unless ``allow_changes``.
+    """
     setup = prepare(cfg)
     env, arch, data = setup.env, setup.arch, setup.data
-    run, records = _open_run(cfg, resume, overwrite) if env.is_main else (RunDir(cfg.out), [])
+    run, records = _open_run(cfg, resume, overwrite, allow_changes) if env.is_main else (RunDir(cfg.out), [])
     records = broadcast_object(records)
     if env.is_main:
         run.write_json(run.config, flatten(cfg.to_dict()))
@@ -115,11 +135,12 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
     log.info("search: %s on %s, %d searchable layers, target %.3fM MACs, %d rounds%s", arch.name, data.name,
              len(widths), setup.target_macs / 1e6, cfg.rounds,
              f" (resuming after round {len(records)})" if records else "")
-    started = time.perf_counter()
-    for t in range(len(records), cfg.rounds):
+    started, first = time.perf_counter(), len(records)
+    for t in range(first, cfg.rounds):
         round_start = time.perf_counter()
         trained = build_and_train(arch, widths, data, cfg.train, seed=cfg.seed, device=setup.device, env=env,
-                                  progress=progress, desc=f"round {t + 1}/{cfg.rounds}")
+                                  progress=progress, desc=f"round {t + 1}/{cfg.rounds}",
+                                  **_trainer_state(run, run.current, env, round=t, widths=widths))
         train_seconds = time.perf_counter() - round_start
         fur = None
         if env.is_main:
@@ -144,9 +165,11 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
         }
         if env.is_main:
             run.append_record(record)
+            run.current.unlink(missing_ok=True)
         records.append(record)
-        done = t + 1 - (len(records) - len(records[: t + 1]))
-        eta = (time.perf_counter() - started) / max(done, 1) * (cfg.rounds - t - 1)
+        # Remaining rounds at this pace, plus two final trainings of final_epochs each.
+        per_round = (time.perf_counter() - started) / (t + 1 - first)
+        eta = per_round * (cfg.rounds - t - 1) + 2 * train_seconds * cfg.final_epochs / cfg.train.epochs
         widened = sum(1 for d in moves.values() if d > 0)
         log.info("round %2d/%d  MACs %8.3fM  held-out %6.2f%%  test %6.2f%%  train %6.1fs  FUR %5.1fs  "
                  "widened %d narrowed %d  next MACs %8.3fM  ETA %s", t + 1, cfg.rounds, macs / 1e6,
@@ -181,12 +204,14 @@ def final_comparison(setup: Setup, run: RunDir, searched: dict[str, int], *, pro
             results[name].append(run.read_json(path)["test_acc"])
             continue
         trained = build_and_train(setup.arch, widths, setup.data, schedule, seed=cfg.seed, device=setup.device,
-                                  env=setup.env, progress=progress, desc=f"final {name}", eval_splits=("test",))
+                                  env=setup.env, progress=progress, desc=f"final {name}", eval_splits=("test",),
+                                  **_trainer_state(run, path.with_suffix(".pt"), setup.env, widths=widths))
         acc = trained.metrics["test"].top1
         results[name].append(acc)
         log.info("final %-8s  MACs %8.3fM  test %6.2f%%  %6.1fs", name, setup.arch.macs(widths) / 1e6, 100 * acc,
                  trained.seconds)
         if setup.env.is_main:
+            path.with_suffix(".pt").unlink(missing_ok=True)
             run.write_json(path, {"widths": widths, "test_acc": acc, "test_loss": trained.metrics["test"].loss,
                                   "epochs": cfg.final_epochs, "seed": cfg.seed, "seconds": trained.seconds})
     original, _ = _mean_std(results["original"])
