@@ -84,3 +84,8 @@ def test_search_command_errors(tmp_path):
     code, _, err = run_cli("search", "--k", "12", "--out", str(tmp_path / "r"))
     errors = [line for line in err.splitlines() if line.startswith("netadjust: error:")]
     assert code == 2 and len(errors) == 1 and "--k 12 is larger than half" in errors[0] and "Traceback" not in err
+
+
+def test_report_command_errors_on_missing_run(tmp_path):
+    code, _, err = run_cli("report", str(tmp_path / "missing"))
+    assert code == 2 and "does not exist" in err

@@ -196,6 +196,21 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"test accuracy after {s['final_epochs']} epochs: original {100 * s['original_test_acc']:.2f}%  "
               f"searched {100 * s['searched_test_acc']:.2f}%  ({100 * s['test_acc_gain']:+.2f} points)")
     print(f"run directory: {result.run_dir}")
+    if args.report:
+        from .report import write_report
+
+        try:
+            print(f"report: {write_report(result.run_dir)}")
+        except ConfigError as exc:  # e.g. matplotlib missing: the search itself succeeded
+            log.warning("no report: %s", exc)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir, args.out)
+    print(f"report: {path}")
     return 0
 
 
@@ -272,9 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search in RUN_DIR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--allow-changes", action="store_true", help="with --resume: accept flags that change the stored settings")
+    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="write RUN_DIR/report (plots + markdown) at the end (default on)")
     add_common_flags(p)
     add_config_flags(p, SEARCH_FIELDS + TRAIN_FIELDS)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("report", help="plots and a markdown summary of a run directory",
+                       description="Write PNG plots and report.md from a run directory alone.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("train", help="train one width configuration",
                        description="Train one configuration; writes OUT/checkpoint.pt and OUT/summary.json.")
