@@ -593,3 +593,13 @@ def test_synthetic_is_learnable():
             opt.step()
     x, y = all_batches(src, "test", batch_size=64, train=False)
     assert (model(x).argmax(1) == y).float().mean() > 0.9
+
+
+def test_full_split_is_train_plus_heldout():
+    from netadjust.data import load_dataset
+
+    data = load_dataset("digits", seed=3)
+    assert data.size("full") == data.size("train") + data.size("heldout") == 1797 - data.size("test")
+    full = torch.cat([y for _, y in data.batches("full", batch_size=500, train=False)])
+    parts = torch.cat([y for s in ("train", "heldout") for _, y in data.batches(s, batch_size=500, train=False)])
+    assert torch.equal(full, parts)

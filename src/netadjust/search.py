@@ -194,7 +194,10 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
 
 
 def final_comparison(setup: Setup, run: RunDir, searched: dict[str, int], *, progress: bool = True) -> dict[str, Any]:
-    """Retrain the original and the searched widths with the same schedule and seed; compare on test."""
+    """Retrain the original and the searched widths with the same schedule and seed; compare on test.
+
+    As in the official code, the final trainings use the whole training set (train + held-out).
+    """
     cfg = setup.cfg
     schedule = cfg.replace(epochs=cfg.final_epochs).train
     results: dict[str, list[float]] = {"original": [], "searched": []}
@@ -205,6 +208,7 @@ def final_comparison(setup: Setup, run: RunDir, searched: dict[str, int], *, pro
             continue
         trained = build_and_train(setup.arch, widths, setup.data, schedule, seed=cfg.seed, device=setup.device,
                                   env=setup.env, progress=progress, desc=f"final {name}", eval_splits=("test",),
+                                  train_split="full",
                                   **_trainer_state(run, path.with_suffix(".pt"), setup.env, widths=widths))
         acc = trained.metrics["test"].top1
         results[name].append(acc)

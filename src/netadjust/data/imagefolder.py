@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from netadjust.errors import DataError
-from netadjust.data.memory import (SPLITS, Augment, BatchSource, TensorSource, carve_heldout,
+from netadjust.data.memory import (FULL, SPLITS, Augment, BatchSource, TensorSource, carve_heldout,
                                    channel_stats)
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,8 @@ class StreamedImageFolder(BatchSource):
         self.workers = workers or min(8, os.cpu_count() or 1)
         self._paths = {s: items[s][0] for s in SPLITS}
         self._labels = {s: torch.from_numpy(items[s][1]) for s in SPLITS}
+        self._paths[FULL] = self._paths["train"] + self._paths["heldout"]
+        self._labels[FULL] = torch.cat([self._labels["train"], self._labels["heldout"]])
         train_paths = self._paths["train"]
         pick = np.linspace(0, len(train_paths) - 1, min(STATS_SAMPLE, len(train_paths)))
         with ThreadPoolExecutor(self.workers) as pool:

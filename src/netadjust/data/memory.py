@@ -26,6 +26,9 @@ from netadjust.errors import DataError, closest
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "heldout", "test")
+# "full" = train + held-out: the whole official training set, for a final retraining (the
+# official code retrains the searched network on all 50k CIFAR training images).
+FULL = "full"
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,9 @@ class BatchSource:
 
     # -- shared -------------------------------------------------------------------------------
     def _check_split(self, split: str) -> None:
-        if split not in SPLITS:
-            raise DataError(f"unknown split {split!r}{closest(split, SPLITS)}; expected one of "
-                            f"{', '.join(SPLITS)}")
+        if split not in SPLITS + (FULL,):
+            raise DataError(f"unknown split {split!r}{closest(split, SPLITS + (FULL,))}; expected one of "
+                            f"{', '.join(SPLITS + (FULL,))}")
 
     def num_batches(self, split: str, *, batch_size: int, train: bool,
                     world_size: int = 1) -> int:
@@ -267,6 +270,7 @@ class TensorSource(BatchSource):
         self.classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
         self.augment = augment
         self._cpu = {s: (splits[s][0].contiguous(), splits[s][1].contiguous()) for s in SPLITS}
+        self._cpu[FULL] = tuple(torch.cat([self._cpu["train"][i], self._cpu["heldout"][i]]) for i in (0, 1))
         self._cache: dict[torch.device, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
         if mean is None or std is None:
             mean, std = channel_stats(self._cpu["train"][0])
