@@ -69,13 +69,14 @@ def test_ignored_layer_has_zero_fur():
     torch.manual_seed(0)
     arch = ToyArch()
     data = synthetic(num_classes=4, n_train=128, n_heldout=96)
-    trained = build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=3, batch_size=32, lr=0.05),
+    trained = build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=6, batch_size=32, lr=0.1),
                               progress=False)
     for mode in ("fast", "reference"):
         result = estimate_fur(trained.model, data, arch, arch.default_widths(), repeats=3, mode=mode,
-                              base_drop_rate=0.2, batch_size=32)
-        assert result.fur["ignored"] == 0.0 and result.stderr["ignored"] == 0.0
-        assert result.fur["used"] > 0
+                              base_drop_rate=0.5, batch_size=32)
+        # Exactly zero in reference mode; the fast mode's stacked batch differs in the last bits.
+        assert abs(result.fur["ignored"]) < 1e-6 and result.stderr["ignored"] < 1e-6
+        assert result.fur["used"] > 100 * abs(result.fur["ignored"]) + 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +114,9 @@ def test_fast_mode_equals_reference_on_one_batch(starved):
 
 def test_fast_mode_agrees_with_reference_over_batches(starved):
     arch, w, data, model = starved
-    fast = estimate_fur(model, data, arch, w, repeats=3, batch_size=64, mode="fast", seed=3)
-    ref = estimate_fur(model, data, arch, w, repeats=3, batch_size=64, mode="reference", seed=4)
+    fast = estimate_fur(model, data, arch, w, repeats=6, batch_size=64, mode="fast", seed=3)
+    ref = estimate_fur(model, data, arch, w, repeats=6, batch_size=64, mode="reference", seed=4)
     assert fast.base_loss == pytest.approx(ref.base_loss, rel=1e-6)
-    for key in w:  # independent masks: equal within a few standard errors
-        tol = 4 * (fast.stderr[key] ** 2 + ref.stderr[key] ** 2) ** 0.5 + 1e-6
+    for key in w:  # independent masks: equal within a few standard errors (of 6 repeats each)
+        tol = 5 * (fast.stderr[key] ** 2 + ref.stderr[key] ** 2) ** 0.5 + 1e-6
         assert abs(fast.fur[key] - ref.fur[key]) <= tol, key

@@ -62,6 +62,15 @@ def broadcast_object(obj, src: int = 0):
     return holder[0]
 
 
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` picks this rank's CUDA device when there is one, else the CPU."""
     if name == "auto":

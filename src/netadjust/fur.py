@@ -17,6 +17,10 @@ Two modes compute the same estimator:
 - ``fast`` (default): each batch's activations entering every segment of the net are computed
   once; each probe then runs only the segments from its own onwards, with its ``repeats``
   stacked into one larger batch.
+
+Each key draws its masks from its own generator seeded from (seed, key index), so a key's FUR
+does not depend on which other keys are probed. Under torchrun the keys are dealt out to the
+ranks and the results gathered: every rank ends with the same, world-size-independent vector.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import DataSource
+from .dist import DistEnv, all_gather_objects
 from .models import Arch, SegmentedNet
 from .train import probes_off
 
@@ -80,22 +85,24 @@ def _summarise(per_repeat: torch.Tensor) -> tuple[float, float]:
 def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapping[str, int], *,
                  base_drop_rate: float = 0.05, repeats: int = 5, batch_size: int = 256, mode: str = "fast",
                  device: torch.device = torch.device("cpu"), seed: int = 0, split: str = "heldout",
-                 progress: bool = False) -> FurResult:
+                 env: DistEnv = DistEnv(), progress: bool = False) -> FurResult:
     """FUR of every searchable layer of the trained ``model`` (built from ``arch`` at ``widths``)."""
     start = time.perf_counter()
     rates, clipped = drop_rates(arch, widths, base_drop_rate)
     model.to(device).eval()
     probes = model.probes()
-    torch.manual_seed(seed)
+    mine = list(widths)[env.rank::env.world_size]  # this rank's share of the keys
+    for i, key in enumerate(widths):
+        probes[key].generator = torch.Generator(device).manual_seed(seed * 100_003 + i)
     batches = list(data.batches(split, batch_size=batch_size, train=False, device=device))
     count = sum(len(y) for _, y in batches)
-    # sums[key][r]: summed loss of repeat r with probe `key` active; row 0 of `base` is undropped.
-    sums = {key: torch.zeros(repeats, dtype=torch.float64, device=device) for key in widths}
+    # sums[key][r]: summed loss over the split of repeat r with probe `key` active.
+    sums = {key: torch.zeros(repeats, dtype=torch.float64, device=device) for key in mine}
     base = torch.zeros((), dtype=torch.float64, device=device)
     with probes_off(model):
         if mode == "reference":
             base += sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
-            for key in tqdm(widths, desc="FUR", leave=False, disable=not progress):
+            for key in tqdm(mine, desc="FUR", leave=False, disable=not progress):
                 probes[key].p = rates[key]
                 for r in range(repeats):
                     sums[key][r] = sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
@@ -109,7 +116,7 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
                     inputs.append(segment(inputs[-1]))
                 base += F.cross_entropy(inputs[-1], y, reduction="sum").double()
                 targets = y.repeat(repeats)
-                for key in widths:
+                for key in mine:
                     i = segment_of[key]
                     h = inputs[i].repeat((repeats,) + (1,) * (inputs[i].dim() - 1))  # (R*B, ...)
                     probes[key].p = rates[key]
@@ -120,8 +127,11 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
                     sums[key] += losses.sum(1).double()
         else:
             raise ValueError(f"unknown FUR mode {mode!r}")
+    for probe in probes.values():
+        probe.generator = None
     base_loss = base.item() / count
-    fur, stderr = {}, {}
-    for key in widths:
-        fur[key], stderr[key] = _summarise(sums[key] / count - base_loss)
+    local = {key: _summarise(sums[key] / count - base_loss) for key in mine}
+    merged = {k: v for part in all_gather_objects(local) for k, v in part.items()}
+    fur = {key: merged[key][0] for key in widths}
+    stderr = {key: merged[key][1] for key in widths}
     return FurResult(fur, stderr, rates, clipped, base_loss, time.perf_counter() - start)

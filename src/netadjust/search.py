@@ -127,8 +127,18 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
     """
     setup = prepare(cfg)
     env, arch, data = setup.env, setup.arch, setup.data
-    run, records = _open_run(cfg, resume, overwrite, allow_changes) if env.is_main else (RunDir(cfg.out), [])
-    records = broadcast_object(records)
+    run, records = RunDir(cfg.out), []
+    opened: Any = None
+    if env.is_main:
+        try:
+            run, records = _open_run(cfg, resume, overwrite, allow_changes)
+            opened = records
+        except ConfigError as exc:
+            opened = exc
+    opened = broadcast_object(opened)  # other ranks fail with rank 0's error instead of waiting
+    if isinstance(opened, ConfigError):
+        raise opened
+    records = opened
     if env.is_main:
         run.write_json(run.config, flatten(cfg.to_dict()))
     widths = records[-1]["next_widths"] if records else setup.widths_original
@@ -142,17 +152,18 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
                                   progress=progress, desc=f"round {t + 1}/{cfg.rounds}",
                                   **_trainer_state(run, run.current, env, round=t, widths=widths))
         train_seconds = time.perf_counter() - round_start
-        fur = None
         if env.is_main:
             run.save_checkpoint(t, {"round": t, "widths": widths, "arch": arch.settings(),
                                     "config": flatten(cfg.to_dict()), "model": trained.model.state_dict()})
-            fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
-                               repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
-                               device=setup.device, seed=cfg.seed + t, progress=progress)
-        fur = broadcast_object(fur)
+        # Every rank probes its share of the layers and ends with the whole FUR vector.
+        fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
+                           repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
+                           device=setup.device, seed=cfg.seed + t, env=env, progress=progress and env.is_main)
         adjusted, moves = adjust_widths(widths, setup.widths_original, fur.fur, setup.rule, t)
         next_widths = fit_budget(arch, adjusted, setup.target_macs, tolerance=cfg.tolerance,
                                  multiple_of=cfg.multiple_of, min_width=min(cfg.min_width, *adjusted.values()))
+        if broadcast_object(next_widths) != next_widths:
+            raise RuntimeError(f"rank {env.rank} computed other widths than rank 0 in round {t}")
         macs = arch.macs(widths)
         record = {
             "round": t, "widths": widths, "macs": macs, "params": arch.params(widths),

@@ -20,6 +20,9 @@ class ChannelDrop(nn.Module):
         super().__init__()
         self.key = key
         self.p = 0.0
+        # Masks come from this generator when set (the FUR estimator gives each key its own
+        # stream, so results do not depend on the order or the process that probes a key).
+        self.generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0:
@@ -27,7 +30,7 @@ class ChannelDrop(nn.Module):
         keep = 1.0 - self.p
         # (N, C, 1, 1): one Bernoulli draw per sample and channel, broadcast over space.
         shape = x.shape[:2] + (1,) * (x.dim() - 2)
-        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep, generator=self.generator)
         return x * mask.div_(keep)
 
     def extra_repr(self) -> str:

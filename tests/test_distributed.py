@@ -1,0 +1,77 @@
+"""torchrun with 2 CPU processes (gloo): sharded FUR equals the single process; a whole search runs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+FUR_SCRIPT = textwrap.dedent('''
+    import json, sys, torch
+    from netadjust.config import TrainConfig
+    from netadjust.data import synthetic
+    from netadjust.dist import init_distributed
+    from netadjust.fur import estimate_fur
+    from netadjust.models import get_arch
+    from netadjust.train import build_and_train
+
+    env = init_distributed(torch.device("cpu"))
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
+    w = arch.default_widths()
+    data = synthetic(n_train=128, n_heldout=96)
+    model = build_and_train(arch, w, data, TrainConfig(epochs=1, batch_size=32), progress=False).model
+    result = estimate_fur(model, data, arch, w, repeats=2, batch_size=40, seed=5, env=env)
+    if env.rank == int(sys.argv[2]):
+        json.dump({"fur": result.fur, "stderr": result.stderr}, open(sys.argv[1], "w"))
+''')
+
+
+@pytest.mark.slow
+def test_sharded_fur_equals_single_process(tmp_path):
+    script = tmp_path / "fur.py"
+    script.write_text(FUR_SCRIPT)
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "one.json"), "0"],
+                            capture_output=True, text=True, timeout=300, env=ENV)
+    assert single.returncode == 0, single.stderr
+    for rank in (0, 1):
+        proc = torchrun(str(script), str(tmp_path / f"two{rank}.json"), str(rank))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one = json.loads((tmp_path / "one.json").read_text())
+    # Each key draws from its own generator, so who probes it does not matter: equal up to
+    # float summation order.
+    for rank in (0, 1):
+        two = json.loads((tmp_path / f"two{rank}.json").read_text())
+        assert two["fur"].keys() == one["fur"].keys()
+        for key in one["fur"]:
+            assert abs(two["fur"][key] - one["fur"][key]) < 1e-6, key
+
+
+@pytest.mark.slow
+def test_two_process_search_runs_and_agrees(tmp_path):
+    args = ["-m", "netadjust", "search", "--width-mult", "0.25", "--train-subset", "256", "--rounds", "2",
+            "--k", "3", "--epochs", "2", "--batch-size", "32", "--fur-batch-size", "128", "--repeats", "2",
+            "--final-epochs", "0", "--quiet", "--no-report"]
+    two = torchrun(*args, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    records = [json.loads(x) for x in (tmp_path / "two" / "records.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in records] == [0, 1]  # written once, by rank 0
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one"), "--batch-size", "64"],
+                         capture_output=True, text=True, timeout=600, env=ENV)
+    assert one.returncode == 0, one.stderr
+    single = [json.loads(x) for x in (tmp_path / "one" / "records.jsonl").read_text().splitlines()]
+    # Same start and same budget; the trained weights differ (per-rank BatchNorm statistics,
+    # augmentation and dropout streams), so later widths may differ, within the budget.
+    assert records[0]["widths"] == single[0]["widths"]
+    for a, b in zip(records, single):
+        assert abs(a["next_macs"] - b["next_macs"]) / b["next_macs"] <= 0.021
+        assert abs(a["heldout_acc"] - b["heldout_acc"]) <= 0.35
