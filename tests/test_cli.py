@@ -27,6 +27,8 @@ def test_flops_json_matches_paper(capsys):
     assert report["macs"] == 40_556_800 and report["macs_without_stem"] == 40_114_432
     assert report["params"] == sum(row["params"] for row in report["layers"])
     assert sum(row["searchable"] for row in report["layers"]) == 18
+    assert [row["key"] for row in report["keys"]][:2] == ["stage1.block0.conv1", "stage1.block0.conv2"]
+    assert all(row["dmacs_dc"] > 0 for row in report["keys"])
 
 
 def test_flops_table_with_widths_file(tmp_path, capsys):

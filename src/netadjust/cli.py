@@ -80,6 +80,7 @@ def flops_report(arch, widths: dict[str, int]) -> dict:
         "layers": [{"name": layer.name, "cin": layer.cin, "cout": layer.cout, "macs": layer.macs,
                     "params": layer.params, "searchable": layer.name in widths,
                     "dmacs_dc": deriv.get(layer.name)} for layer in layers],
+        "keys": [{"key": key, "width": widths[key], "dmacs_dc": deriv[key]} for key in widths],
     }
 
 
@@ -96,6 +97,13 @@ def cmd_flops(args: argparse.Namespace) -> int:
     for row in report["layers"]:
         d = f"{row['dmacs_dc']:,}" if row["searchable"] else "-"
         print(f"{row['name']:<{name_w}}  {row['cin']:>5}  {row['cout']:>5}  {row['macs']:>13,}  {row['params']:>10,}  {d:>10}")
+    # Keys that set the width of several layers (e.g. a MobileNet stage) have no row of their own.
+    shared = [row for row in report["keys"] if row["key"] not in {r["name"] for r in report["layers"]}]
+    if shared:
+        key_w = max(len(row["key"]) for row in shared)
+        print(f"\n{'shared key':<{key_w}}  {'width':>5}  {'dMACs/dc':>10}")
+        for row in shared:
+            print(f"{row['key']:<{key_w}}  {row['width']:>5}  {row['dmacs_dc']:>10,}")
     print(f"total: {report['macs']:,} MACs ({report['macs'] / 1e6:.2f}M; "
           f"{report['macs_without_stem'] / 1e6:.2f}M without the stem), {report['params']:,} params "
           f"({report['params'] / 1e6:.2f}M)")
