@@ -91,3 +91,12 @@ def test_search_command_errors(tmp_path):
 def test_report_command_errors_on_missing_run(tmp_path):
     code, _, err = run_cli("report", str(tmp_path / "missing"))
     assert code == 2 and "does not exist" in err
+
+
+def test_log_json_lines_are_json(tmp_path):
+    code, _, err = run_cli("train", "--dataset", "digits", "--epochs", "1", "--width-mult", "0.25", "--train-subset",
+                           "100", "--batch-size", "50", "--out", str(tmp_path / "t"), "--log-json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("epoch   1/1" in line["message"] for line in lines)
+    assert all({"time", "level", "message"} <= set(line) for line in lines)

@@ -156,11 +156,19 @@ def config_from_args(args: argparse.Namespace, names) -> SearchConfig:
     return SearchConfig.from_dict(values, source="flags")
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line, for scripts (--log-json)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": record.created, "level": record.levelname, "logger": record.name,
+                           "message": record.getMessage()})
+
+
 def setup_logging(args: argparse.Namespace) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if getattr(args, "log_json", False) else logging.Formatter("%(message)s"))
     level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
-    fmt = '{"time": "%(asctime)s", "level": "%(levelname)s", "message": "%(message)s"}' if getattr(
-        args, "log_json", False) else "%(message)s"
-    logging.basicConfig(level=level, format=fmt, force=True)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def widths_table(before: dict[str, int], after: dict[str, int]) -> str:

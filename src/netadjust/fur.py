@@ -102,7 +102,7 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
     with probes_off(model):
         if mode == "reference":
             base += sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
-            for key in tqdm(mine, desc="FUR", leave=False, disable=not progress):
+            for key in tqdm(mine, desc="FUR", leave=False, disable=None if progress else True):
                 probes[key].p = rates[key]
                 for r in range(repeats):
                     sums[key][r] = sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
@@ -110,7 +110,7 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
         elif mode == "fast":
             segment_of = model.probe_segments()
             segments = list(model.segments)
-            for x, y in tqdm(batches, desc="FUR", leave=False, disable=not progress):
+            for x, y in tqdm(batches, desc="FUR", leave=False, disable=None if progress else True):
                 inputs = [x]  # inputs[i]: activations entering segment i
                 for segment in segments:
                     inputs.append(segment(inputs[-1]))

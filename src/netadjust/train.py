@@ -169,7 +169,7 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed
         batches = data.batches(train_split, batch_size=cfg.batch_size, train=True, device=device, epoch=epoch,
                                seed=seed, rank=env.rank, world_size=env.world_size)
         bar = tqdm(batches, total=steps, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (progress and env.is_main), dynamic_ncols=True)
+                   disable=None if progress and env.is_main else True, dynamic_ncols=True)  # None: off when not a TTY
         for step, (x, y) in enumerate(bar):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch + step / steps)
