@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +110,29 @@ def test_many_problems_are_reported_together():
 def test_unknown_config_key_suggests_the_flag():
     with pytest.raises(ConfigError, match="unknown key 'round' \\(did you mean rounds"):
         SearchConfig.from_dict({"round": 3})
+
+
+# One architecture per family module (deeper variants share the code).
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "resnet18", "mobilenet_v2", "mnasnet_a1", "densenet40",
+                                  "pyramidnet20"])
+def test_every_family_goes_through_one_search_step(name):
+    """Train briefly, estimate FUR, adjust and restore the budget, on tiny inputs for every family."""
+    from netadjust.adjust import AdjustRule, adjust_widths
+    from netadjust.budget import fit_budget
+    from netadjust.config import TrainConfig
+    from netadjust.data import synthetic
+    from netadjust.fur import estimate_fur
+    from netadjust.train import build_and_train
+
+    data = synthetic(num_classes=3, in_channels=3, input_size=8, n_train=64, n_heldout=32, n_test=16)
+    arch = get_arch(name, num_classes=3, in_channels=3, input_size=8, width_mult=0.25)
+    w = arch.default_widths()
+    trained = build_and_train(arch, w, data, TrainConfig(epochs=1, batch_size=32), progress=False)
+    fur = estimate_fur(trained.model, data, arch, w, repeats=2, batch_size=32)
+    assert set(fur.fur) == set(w) and all(np.isfinite(v) for v in fur.fur.values())
+    k = max(1, min(3, len(w) // 2))
+    adjusted, moves = adjust_widths(w, w, fur.fur, AdjustRule(k=k, min_width=1), 0)
+    target = arch.macs(w)
+    restored = fit_budget(arch, adjusted, target, tolerance=0.05, min_width=1)
+    assert within(arch.macs(restored), target, 0.05)
+    arch.build(restored)
