@@ -68,15 +68,15 @@ def test_drop_rates_are_clipped_below_one(caplog):
 def test_ignored_layer_has_zero_fur():
     torch.manual_seed(0)
     arch = ToyArch()
-    data = synthetic(num_classes=4, n_train=128, n_heldout=96)
-    trained = build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=6, batch_size=32, lr=0.1),
+    data = synthetic(num_classes=4, n_train=256, n_heldout=96)
+    trained = build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=10, batch_size=32, lr=0.1),
                               progress=False)
     for mode in ("fast", "reference"):
         result = estimate_fur(trained.model, data, arch, arch.default_widths(), repeats=3, mode=mode,
                               base_drop_rate=0.5, batch_size=32)
         # Exactly zero in reference mode; the fast mode's stacked batch differs in the last bits.
         assert abs(result.fur["ignored"]) < 1e-6 and result.stderr["ignored"] < 1e-6
-        assert result.fur["used"] > 100 * abs(result.fur["ignored"]) + 1e-3
+        assert result.fur["used"] > 100 * abs(result.fur["ignored"]) and result.fur["used"] > 2 * result.stderr["used"]
 
 
 @pytest.fixture(scope="module")
