@@ -127,6 +127,7 @@ HELP = {
     "arch_lr": "relative width step of the most extreme layer", "arch_lr_decay": "step shrinks by this per rank",
     "min_width": "narrowing stops here", "base_drop_rate": "channel-dropout rate of an average layer for FUR",
     "repeats": "dropout passes per layer for FUR", "fur_mode": "fast or reference (the official scheme)",
+    "fur_control_variate": "fast FUR mode: subtract the zero-mean first-order loss change",
     "fur_batch_size": "held-out batch size for FUR", "budget": "target MACs as a fraction of the original's",
     "tolerance": "allowed relative MACs error of the restore", "multiple_of": "round widths to multiples of this",
     "final_epochs": "retrain original and searched widths this long and compare (0: skip)",

@@ -91,6 +91,7 @@ class SearchConfig:
     base_drop_rate: float = 0.05
     repeats: int = 5
     fur_mode: str = "fast"
+    fur_control_variate: bool = True  # fast mode: subtract the zero-mean first-order term
     fur_batch_size: int = 256
     # budget
     budget: float = 1.0  # target MACs as a fraction of the original network's

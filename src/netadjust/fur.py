@@ -18,6 +18,14 @@ Two modes compute the same estimator:
   once; each probe then runs only the segments from its own onwards, with its ``repeats``
   stacked into one larger batch.
 
+The fast mode also lowers the noise of the estimate with a control variate. To first order,
+dropping channels with mask ``m`` (scaled by ``1 / (1 - p)``) changes a sample's loss by
+``sum_c (m_c / (1 - p) - 1) * s_c``, with ``s_c`` the channel's activation times the loss
+gradient, summed over space. That term has expectation exactly zero, because
+``E[m_c / (1 - p)] = 1``: FUR is a second-order effect, and the first-order term is pure noise.
+Subtracting it from every measured change keeps the estimator unbiased while removing most of
+its variance; one backward pass per held-out batch gives ``s`` for every layer at once.
+
 Each key draws its masks from its own generator seeded from (seed, key index), so a key's FUR
 does not depend on which other keys are probed. Under torchrun the keys are dealt out to the
 ranks and the results gathered: every rank ends with the same, world-size-independent vector.
@@ -25,6 +33,7 @@ ranks and the results gathered: every rank ends with the same, world-size-indepe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import statistics
@@ -73,6 +82,21 @@ def drop_rates(arch: Arch, widths: Mapping[str, int], base_drop_rate: float,
     return {k: min(p, max_rate) for k, p in rates.items()}, clipped
 
 
+def _first_order_slopes(losses: torch.Tensor, activations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per sample and channel, sum over space of activation * d(own loss)/d(activation): (B, C).
+
+    In eval mode each sample's loss depends on its own activations only, so one backward pass
+    of the summed loss gives every sample's gradient at every probe at once.
+    """
+    keys = list(activations)
+    grads = torch.autograd.grad(losses.sum(), [activations[k] for k in keys], allow_unused=True)
+    out = {}
+    for key, grad in zip(keys, grads):
+        a = activations[key].detach()
+        out[key] = torch.zeros(a.shape[:2], device=a.device) if grad is None else (a * grad).flatten(2).sum(2)
+    return out
+
+
 def _summarise(per_repeat: torch.Tensor) -> tuple[float, float]:
     """Mean and standard error of per-repeat loss increases."""
     values = per_repeat.tolist()
@@ -85,8 +109,12 @@ def _summarise(per_repeat: torch.Tensor) -> tuple[float, float]:
 def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapping[str, int], *,
                  base_drop_rate: float = 0.05, repeats: int = 5, batch_size: int = 256, mode: str = "fast",
                  device: torch.device = torch.device("cpu"), seed: int = 0, split: str = "heldout",
-                 env: DistEnv = DistEnv(), progress: bool = False) -> FurResult:
-    """FUR of every searchable layer of the trained ``model`` (built from ``arch`` at ``widths``)."""
+                 control_variate: bool = True, env: DistEnv = DistEnv(), progress: bool = False) -> FurResult:
+    """FUR of every searchable layer of the trained ``model`` (built from ``arch`` at ``widths``).
+
+    ``control_variate`` (fast mode): subtract each sample's first-order loss change, which has
+    mean zero under the dropout mask, from its measured change (see the module docstring).
+    """
     start = time.perf_counter()
     rates, clipped = drop_rates(arch, widths, base_drop_rate)
     model.to(device).eval()
@@ -111,10 +139,17 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
             segment_of = model.probe_segments()
             segments = list(model.segments)
             for x, y in tqdm(batches, desc="FUR", leave=False, disable=None if progress else True):
-                inputs = [x]  # inputs[i]: activations entering segment i
-                for segment in segments:
-                    inputs.append(segment(inputs[-1]))
-                base += F.cross_entropy(inputs[-1], y, reduction="sum").double()
+                with torch.enable_grad() if control_variate else contextlib.nullcontext():
+                    for key in mine:
+                        probes[key].trace = {}
+                    inputs = [x]  # inputs[i]: activations entering segment i
+                    for segment in segments:
+                        inputs.append(segment(inputs[-1]))
+                    losses = F.cross_entropy(inputs[-1], y, reduction="none")
+                    if control_variate:
+                        slopes = _first_order_slopes(losses, {key: probes[key].trace["activation"] for key in mine})
+                base += losses.sum().detach().double()
+                inputs = [h.detach() for h in inputs]
                 targets = y.repeat(repeats)
                 for key in mine:
                     i = segment_of[key]
@@ -123,8 +158,15 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
                     for segment in segments[i:]:
                         h = segment(h)
                     probes[key].p = 0.0
-                    losses = F.cross_entropy(h, targets, reduction="none").view(repeats, len(y))
-                    sums[key] += losses.sum(1).double()
+                    dropped = F.cross_entropy(h, targets, reduction="none").view(repeats, len(y))
+                    if control_variate:
+                        # Subtract the first-order change, sum_c (m_c / (1 - p) - 1) * slope_c: zero
+                        # in expectation, so the mean is unchanged, but most of the noise goes.
+                        mask = probes[key].trace["mask"].view(repeats, len(y), -1)
+                        dropped = dropped - ((mask - 1) * slopes[key]).sum(-1)
+                    sums[key] += dropped.sum(1).double()
+            for key in mine:
+                probes[key].trace = None
         else:
             raise ValueError(f"unknown FUR mode {mode!r}")
     for probe in probes.values():

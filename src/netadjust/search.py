@@ -158,7 +158,8 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
         # Every rank probes its share of the layers and ends with the whole FUR vector.
         fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
                            repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
-                           device=setup.device, seed=cfg.seed + t, env=env, progress=progress and env.is_main)
+                           control_variate=cfg.fur_control_variate, device=setup.device, seed=cfg.seed + t,
+                           env=env, progress=progress and env.is_main)
         adjusted, moves = adjust_widths(widths, setup.widths_original, fur.fur, setup.rule, t)
         next_widths = fit_budget(arch, adjusted, setup.target_macs, tolerance=cfg.tolerance,
                                  multiple_of=cfg.multiple_of, min_width=min(cfg.min_width, *adjusted.values()))

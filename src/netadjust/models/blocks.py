@@ -23,15 +23,23 @@ class ChannelDrop(nn.Module):
         # Masks come from this generator when set (the FUR estimator gives each key its own
         # stream, so results do not depend on the order or the process that probes a key).
         self.generator: torch.Generator | None = None
+        # When a dict, forward() stores its input ("activation", p == 0) or its scaled mask
+        # ("mask", p > 0) there: the FUR estimator's control variate reads them.
+        self.trace: dict[str, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0:
+            if self.trace is not None:
+                self.trace["activation"] = x
             return x
         keep = 1.0 - self.p
         # (N, C, 1, 1): one Bernoulli draw per sample and channel, broadcast over space.
         shape = x.shape[:2] + (1,) * (x.dim() - 2)
         mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep, generator=self.generator)
-        return x * mask.div_(keep)
+        mask.div_(keep)
+        if self.trace is not None:
+            self.trace["mask"] = mask
+        return x * mask
 
     def extra_repr(self) -> str:
         return f"key={self.key!r}, p={self.p}"
