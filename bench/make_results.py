@@ -1,0 +1,41 @@
+"""Gather the latest results of every benchmark into bench/RESULTS.md.
+
+    python bench/make_results.py
+
+Each benchmark script writes its own bench/RESULTS_<name>.md (machine, command, date inside);
+this file only concatenates them, headings shifted one level down, under a short index.
+"""
+
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ORDER = [
+    ("accuracy", "Accuracy at equal FLOPs (uniform, adjusted, pruned; 0.64x)"),
+    ("search_cost", "Search cost"),
+    ("fur", "FUR estimation speed and fidelity"),
+    ("fur_dist", "FUR estimation with torchrun"),
+    ("loader", "In-memory loader overhead"),
+    ("flops", "FLOPs evaluation speed"),
+]
+
+
+def main() -> None:
+    parts = ["# Benchmark results", "",
+             "Latest measured results of the scripts in `bench/`; each section says its machine, command and "
+             "date. Regenerate this file with `python bench/make_results.py` after running a benchmark.", ""]
+    parts += [f"- [{title}](#{title.lower().replace(' ', '-')})" for _, title in ORDER
+              if (HERE / f"RESULTS_{_}.md").exists()]
+    for name, title in ORDER:
+        path = HERE / f"RESULTS_{name}.md"
+        if not path.exists():
+            continue
+        body = path.read_text().splitlines()
+        if body and body[0].startswith("# "):
+            body = body[1:]
+        body = ["#" + line if line.startswith("#") else line for line in body]
+        parts += ["", f"## {title}", f"(from `{path.name}`)", *body]
+    (HERE / "RESULTS.md").write_text("\n".join(parts).rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    main()
