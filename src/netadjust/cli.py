@@ -217,7 +217,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         from .report import write_report
 
         try:
-            print(f"report: {write_report(result.run_dir)}")
+            write_report(result.run_dir)  # logs where it wrote the report
         except ConfigError as exc:  # e.g. matplotlib missing: the search itself succeeded
             log.warning("no report: %s", exc)
     return 0
@@ -226,8 +226,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    path = write_report(args.run_dir, args.out)
-    print(f"report: {path}")
+    write_report(args.run_dir, args.out)  # logs where it wrote the report
     return 0
 
 

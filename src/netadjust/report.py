@@ -457,5 +457,5 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
         log.debug("report: wrote %s", out / name)
     path = out / "report.md"
     write_bytes_atomic(path, markdown(data).encode())
-    log.debug("report: %s (%d rounds, %s)", path, len(data.records), "finished" if data.finished else "unfinished")
+    log.info("report: %s (%d rounds, %s)", path, len(data.records), "finished" if data.finished else "unfinished")
     return path
