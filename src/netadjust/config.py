@@ -181,8 +181,10 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         if path.suffix == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise ConfigError(f"config file {path}: TOML needs Python 3.11 or newer; use a .json file") from None
             data = tomllib.loads(raw.decode())
         else:
             data = json.loads(raw)
