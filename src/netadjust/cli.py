@@ -237,24 +237,21 @@ TRAIN_ONLY = ("arch", "width_mult", "residual", "widths", "dataset", "data_dir",
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
-    from .data import load_dataset
     from .dist import init_distributed, pick_device
     from .io import save_torch_atomic, write_json_atomic
     from .rundir import RunDir
+    from .search import arch_for, load_data, start_widths
     from .train import build_and_train
 
     if args.out is None:
         args.out = "runs/train"
     cfg = config_from_args(args, TRAIN_ONLY).validate()
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, heldout_fraction=cfg.heldout_fraction, seed=cfg.seed,
-                        train_subset=cfg.train_subset)
+    data = load_data(cfg)
     if args.in_channels is not None and args.in_channels != data.in_channels:
         raise DataError(f"--in-channels {args.in_channels} does not match {data.name}, whose images have "
                         f"{data.in_channels} channel(s); drop --in-channels")
-    options = {} if cfg.residual is None else {"residual": cfg.residual}
-    arch = get_arch(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                    input_size=data.input_size, width_mult=cfg.width_mult, **options)
-    widths = arch.validate(load_widths(cfg.widths)) if cfg.widths else arch.default_widths()
+    arch = arch_for(cfg, data)
+    widths = start_widths(cfg, arch)
     out = RunDir(cfg.out)
     if out.exists() and not args.overwrite:
         raise ConfigError(f"output directory {out.path} already exists; pass --overwrite or choose another --out")

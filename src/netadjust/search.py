@@ -55,23 +55,38 @@ class Setup:
     env: DistEnv
 
 
+def load_data(cfg: SearchConfig) -> DataSource:
+    """The data set ``cfg`` names, with its held-out split."""
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, heldout_fraction=cfg.heldout_fraction,
+                        seed=cfg.seed, train_subset=cfg.train_subset)
+
+
+def arch_for(cfg: SearchConfig, data: DataSource) -> Arch:
+    """The architecture ``cfg`` names, shaped for ``data`` (classes, channels, image size)."""
+    options = {} if cfg.residual is None else {"residual": cfg.residual}
+    return get_arch(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                    input_size=data.input_size, width_mult=cfg.width_mult, **options)
+
+
+def start_widths(cfg: SearchConfig, arch: Arch) -> dict[str, int]:
+    """The widths file ``cfg`` names, validated, or the family's initial widths."""
+    return arch.validate(load_widths(cfg.widths)) if cfg.widths else arch.default_widths()
+
+
 def prepare(cfg: SearchConfig) -> Setup:
     """Validate everything that can be checked without training; load the data."""
     cfg.validate()
     device = pick_device(cfg.train.device)
     env = init_distributed(device)
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, heldout_fraction=cfg.heldout_fraction,
-                        seed=cfg.seed, train_subset=cfg.train_subset)
+    data = load_data(cfg)
     if data.size("heldout") == 0:
         raise DataError(f"the held-out split of {cfg.dataset} is empty: FUR is estimated on it; "
                         f"raise --heldout-fraction or --train-subset")
     check_batch_size(data, "train", cfg.train.batch_size, env.world_size)
-    options = {} if cfg.residual is None else {"residual": cfg.residual}
-    arch = get_arch(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                    input_size=data.input_size, width_mult=cfg.width_mult, **options)
+    arch = arch_for(cfg, data)
     rule = AdjustRule(cfg.k, cfg.k_decay, cfg.arch_lr, cfg.arch_lr_decay, cfg.min_width)
     rule.check(len(arch.keys()))
-    start = arch.validate(load_widths(cfg.widths)) if cfg.widths else arch.default_widths()
+    start = start_widths(cfg, arch)
     target = cfg.budget * arch.macs(arch.default_widths())
     original = fit_budget(arch, start, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
                           min_width=min(cfg.min_width, *start.values()))

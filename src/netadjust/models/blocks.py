@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -88,3 +89,8 @@ def init_weights(model: nn.Module) -> None:
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> list[nn.Module]:
     """A bias-free conv with 'same' padding followed by BatchNorm."""
     return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+
+
+def pad_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) zero-padded to ``channels`` channels (unchanged if it has as many)."""
+    return F.pad(x, (0, 0, 0, 0, 0, channels - x.shape[1])) if channels > x.shape[1] else x

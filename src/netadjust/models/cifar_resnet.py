@@ -25,14 +25,10 @@ from torch import nn
 from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, conv_out, scale_width
-from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights
+from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights, pad_channels
 
 RESIDUAL_POLICIES = ("max", "local")
 BASE_WIDTHS = (16, 32, 64)
-
-
-def _pad_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    return F.pad(x, (0, 0, 0, 0, 0, channels - x.shape[1])) if channels > x.shape[1] else x
 
 
 class BasicBlock(nn.Module):
@@ -58,10 +54,10 @@ class BasicBlock(nn.Module):
             # ceil_mode matches the conv's ceil(H / 2) output size for odd inputs.
             sc = F.avg_pool2d(x, 2, ceil_mode=True) if self.stride > 1 else x
             if self.shortcut == "local":
-                sc = _pad_channels(sc[:, : out.shape[1]], out.shape[1])
+                sc = pad_channels(sc[:, : out.shape[1]], out.shape[1])
             else:
                 width = max(out.shape[1], sc.shape[1])
-                out, sc = _pad_channels(out, width), _pad_channels(sc, width)
+                out, sc = pad_channels(out, width), pad_channels(sc, width)
             out = out + sc
         return F.relu(out)
 

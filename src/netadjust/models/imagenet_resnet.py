@@ -34,8 +34,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, conv_out
-from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights
-from .cifar_resnet import _pad_channels
+from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights, pad_channels
 
 BASE_WIDTHS = (64, 128, 256, 512)
 STEM_WIDTH = 64
@@ -75,7 +74,7 @@ class BasicBlock(nn.Module):
             sc = self.downsample(x)
         else:
             width = max(out.shape[1], x.shape[1])
-            out, sc = _pad_channels(out, width), _pad_channels(x, width)
+            out, sc = pad_channels(out, width), pad_channels(x, width)
         return F.relu(out + sc)
 
 

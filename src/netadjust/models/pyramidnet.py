@@ -30,8 +30,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, conv_out
-from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights
-from .cifar_resnet import _pad_channels
+from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights, pad_channels
 from .densenet import PreNormLayer
 
 BASE_WIDTH = 16
@@ -55,7 +54,7 @@ class PyramidBlock(nn.Module):
         out = self.probe2(self.bn2(self.conv2(out)))
         sc = F.avg_pool2d(x, 2, ceil_mode=True) if self.stride > 1 else x
         width = max(out.shape[1], sc.shape[1])
-        return _pad_channels(out, width) + _pad_channels(sc, width)
+        return pad_channels(out, width) + pad_channels(sc, width)
 
 
 class PyramidNet(Arch):
