@@ -27,6 +27,7 @@ Every training uses one CPU thread; the families run in parallel worker processe
 
     .venv/bin/python bench/bench_accuracy.py --quick   # a few minutes, smoke test
     .venv/bin/python bench/bench_accuracy.py           # full, ~45 min on 2 shared cores
+    .venv/bin/python bench/bench_accuracy.py --long    # tables 1 + 2 on a longer schedule, ~1 h
 
 Needs the ``bench`` extra (torch-pruning, matplotlib) and the Debian package
 ``dataset-fashion-mnist``. Writes bench/RESULTS_accuracy.md, bench/plots/accuracy_*.png and a
@@ -55,10 +56,20 @@ FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 HERE = Path(__file__).resolve().parent
 
-QUICK = dict(width_mult=0.25, wide_mult=1.4, train_subset=1000, heldout_fraction=0.01, rounds=2, search_epochs=1,
-             final_epochs=2, wide_epochs=1, finetune_epochs=1, repeats=1, seeds=2, budget_small=0.64)
-FULL = dict(width_mult=0.5, wide_mult=1.4, train_subset=4000, heldout_fraction=0.02, rounds=4, search_epochs=2,
-            final_epochs=5, wide_epochs=3, finetune_epochs=2, repeats=2, seeds=3, budget_small=0.64)
+# parts: "equal" = tables 1 + 2 (uniform vs adjusted), "prune" = table 3, "small" = table 4 (0.64x).
+MODES = {
+    "quick": dict(width_mult=0.25, wide_mult=1.4, train_subset=1000, heldout_fraction=0.01, rounds=2,
+                  search_epochs=1, final_epochs=2, wide_epochs=1, finetune_epochs=1, repeats=1, seeds=2,
+                  budget_small=0.64, parts=("equal", "prune", "small"), budget_note="a smoke test"),
+    "full": dict(width_mult=0.5, wide_mult=1.4, train_subset=4000, heldout_fraction=0.02, rounds=4, search_epochs=2,
+                 final_epochs=5, wide_epochs=3, finetune_epochs=2, repeats=2, seeds=3, budget_small=0.64,
+                 parts=("equal", "prune", "small"), budget_note="sized to fit ~45 minutes on 2 shared CPU cores"),
+    # Uniform vs adjusted only, with 2x the data, 2.4x the final epochs, FUR on networks trained 2x
+    # longer, and 2.5x the FUR repeats: does a longer schedule change tables 1 + 2?
+    "long": dict(width_mult=0.5, train_subset=8000, heldout_fraction=0.03, rounds=4, search_epochs=4,
+                 final_epochs=12, repeats=5, seeds=3, parts=("equal",),
+                 budget_note="uniform vs adjusted only, sized to fit ~1 hour on 2 shared CPU cores"),
+}
 
 
 def check_data() -> None:
@@ -130,6 +141,39 @@ def prune_to(model, target: int, *, plain: bool, in_channels: int, size: int, to
     return best
 
 
+def prune_part(family: str, s: dict[str, Any], data, arch, base_macs: int, seeds: list[int], train_cfg, row,
+               log) -> None:
+    """Table 3: wide uniform network -> global magnitude pruning to ``base_macs`` -> fine-tune."""
+    import torch
+
+    from netadjust.config import TrainConfig
+    from netadjust.models import get_arch
+    from netadjust.train import build_and_train, train_model
+
+    wide = get_arch(family, num_classes=10, in_channels=1, input_size=28, width_mult=s["width_mult"] * s["wide_mult"])
+    wide_macs = wide.macs(wide.default_widths())
+    acc_p, acc_w, pruned_macs, pruned_widths, ratios = [], [], [], None, []
+    for seed in seeds:
+        r = build_and_train(wide, wide.default_widths(), data, train_cfg.__class__(**{**train_cfg.__dict__,
+                            "epochs": s["wide_epochs"]}), seed=seed, device=torch.device("cpu"),
+                            eval_splits=("test",), progress=False, desc="wide")
+        acc_w.append(r.metrics["test"].top1)
+        model, macs, ratio = prune_to(r.model, base_macs, plain=family.startswith("plain"), in_channels=1, size=28)
+        ft = TrainConfig(epochs=s["finetune_epochs"], lr=0.05, drop_rate=train_cfg.drop_rate, device="cpu")
+        f = train_model(model, data, ft, seed=seed, device=torch.device("cpu"), eval_splits=("test",),
+                        progress=False, desc="finetune")
+        acc_p.append(f.metrics["test"].top1)
+        pruned_macs.append(macs)
+        ratios.append(ratio)
+        pruned_widths = module_widths(model)
+        log.info("%s pruned seed %d: wide %.4f, ratio %.3f, MACs %d (target %d), fine-tuned %.4f", family, seed,
+                 acc_w[-1], ratio, macs, base_macs, acc_p[-1])
+    row("wide (before pruning)", wide.default_widths(), acc_w, wide_macs)
+    row("pruned + fine-tuned", pruned_widths, acc_p, round(statistics.fmean(pruned_macs)),
+        macs_each=pruned_macs, ratios=ratios)
+
+
+
 def run_family(family: str, s: dict[str, Any], runs: str, log_path: str) -> dict[str, Any]:
     """Everything for one model family; runs in a worker process with one torch thread."""
     import torch
@@ -191,40 +235,22 @@ def run_family(family: str, s: dict[str, Any], runs: str, log_path: str) -> dict
     row("adjusted", searched, acc_a, arch.macs(searched))
 
     # 3: wide uniform -> global magnitude pruning to base MACs -> fine-tune.
-    wide = get_arch(family, num_classes=10, in_channels=1, input_size=28, width_mult=s["width_mult"] * s["wide_mult"])
-    wide_macs = wide.macs(wide.default_widths())
-    acc_p, acc_w, pruned_macs, pruned_widths, ratios = [], [], [], None, []
-    for seed in seeds:
-        r = build_and_train(wide, wide.default_widths(), data, train_cfg.__class__(**{**train_cfg.__dict__,
-                            "epochs": s["wide_epochs"]}), seed=seed, device=torch.device("cpu"),
-                            eval_splits=("test",), progress=False, desc="wide")
-        acc_w.append(r.metrics["test"].top1)
-        model, macs, ratio = prune_to(r.model, base_macs, plain=family.startswith("plain"), in_channels=1, size=28)
-        ft = TrainConfig(epochs=s["finetune_epochs"], lr=0.05, drop_rate=train_cfg.drop_rate, device="cpu")
-        f = train_model(model, data, ft, seed=seed, device=torch.device("cpu"), eval_splits=("test",),
-                        progress=False, desc="finetune")
-        acc_p.append(f.metrics["test"].top1)
-        pruned_macs.append(macs)
-        ratios.append(ratio)
-        pruned_widths = module_widths(model)
-        log.info("%s pruned seed %d: wide %.4f, ratio %.3f, MACs %d (target %d), fine-tuned %.4f", family, seed,
-                 acc_w[-1], ratio, macs, base_macs, acc_p[-1])
-    row("wide (before pruning)", wide.default_widths(), acc_w, wide_macs)
-    row("pruned + fine-tuned", pruned_widths, acc_p, round(statistics.fmean(pruned_macs)),
-        macs_each=pruned_macs, ratios=ratios)
+    if "prune" in s["parts"]:
+        prune_part(family, s, data, arch, base_macs, seeds, train_cfg, row, log)
 
     # 4: uniform at 0.64x MACs vs search at budget 0.64.
-    small_target = s["budget_small"] * base_macs
-    small_uniform = fit_budget(arch, uniform, small_target, tolerance=0.01,
-                               min_width=min(4, *uniform.values()))  # as search.prepare does
-    start, searched_small, finals = do_search(s["budget_small"], f"budget{s['budget_small']}")
-    assert start == small_uniform, (start, small_uniform)
-    acc_su, acc_sa = [finals["original_seed0"]["test_acc"]], [finals["searched_seed0"]["test_acc"]]
-    for seed in seeds[1:]:
-        acc_su.append(train(small_uniform, seed, "uniform-small")[0])
-        acc_sa.append(train(searched_small, seed, "adjusted-small")[0])
-    row("uniform 0.64x", small_uniform, acc_su, arch.macs(small_uniform))
-    row("adjusted 0.64x", searched_small, acc_sa, arch.macs(searched_small))
+    if "small" in s["parts"]:
+        small_target = s["budget_small"] * base_macs
+        small_uniform = fit_budget(arch, uniform, small_target, tolerance=0.01,
+                                   min_width=min(4, *uniform.values()))  # as search.prepare does
+        start, searched_small, finals = do_search(s["budget_small"], f"budget{s['budget_small']}")
+        assert start == small_uniform, (start, small_uniform)
+        acc_su, acc_sa = [finals["original_seed0"]["test_acc"]], [finals["searched_seed0"]["test_acc"]]
+        for seed in seeds[1:]:
+            acc_su.append(train(small_uniform, seed, "uniform-small")[0])
+            acc_sa.append(train(searched_small, seed, "adjusted-small")[0])
+        row("uniform 0.64x", small_uniform, acc_su, arch.macs(small_uniform))
+        row("adjusted 0.64x", searched_small, acc_sa, arch.macs(searched_small))
     out["seconds"] = time.perf_counter() - t_family
     log.info("%s done in %.0fs", family, out["seconds"])
     return out
@@ -292,7 +318,8 @@ def write_markdown(path: Path, results: list[dict[str, Any]], s: dict[str, Any],
     import torch
 
     lines = [
-        "# Accuracy at equal FLOPs: uniform vs network-adjusted vs pruned (Fashion-MNIST)",
+        "# Accuracy at equal FLOPs: uniform vs network-adjusted"
+        + (" vs pruned" if "prune" in s["parts"] else "") + " (Fashion-MNIST)",
         "",
         f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- Machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
@@ -319,18 +346,22 @@ def write_markdown(path: Path, results: list[dict[str, Any]], s: dict[str, Any],
         f"k = 6, k_decay 0.5, arch_lr 0.15 (defaults), FUR repeats {s['repeats']}, fast FUR mode, 1% MACs "
         "tolerance. The seed-0 rows of *uniform* and *adjusted* are the search's own final comparison "
         "(RUN_DIR/final/); seeds >= 1 are retrained here with the same schedule.",
-        f"- Pruning: uniform network at {s['wide_mult']}x the channels (width multiplier "
-        f"{s['width_mult'] * s['wide_mult']:g}) trained {s['wide_epochs']} epochs, pruned once with "
-        "`torch_pruning.pruner.MetaPruner(global_pruning=True, importance=MagnitudeImportance(p=1), "
-        "max_pruning_ratio=0.9)`, pruning ratio found by bisection so the pruned module's "
-        "`FlopCounterMode` total / 2 is within 1% of the uniform network's MACs, then fine-tuned "
-        f"{s['finetune_epochs']} epochs (lr 0.05 cosine to 1e-3): {s['wide_epochs']} + "
-        f"{s['finetune_epochs']} = {s['wide_epochs'] + s['finetune_epochs']} epochs, as the others' "
-        f"{s['final_epochs']}. ResNets: only each block's conv1 is pruned (Torch-Pruning's graph mis-couples "
-        "the zero-padded parameter-free shortcut, see the script's docstring); Plain nets: every conv but "
-        "the classifier.",
+    ]
+    if "prune" in s["parts"]:
+        lines.append(
+            f"- Pruning: uniform network at {s['wide_mult']}x the channels (width multiplier "
+            f"{s['width_mult'] * s['wide_mult']:g}) trained {s['wide_epochs']} epochs, pruned once with "
+            "`torch_pruning.pruner.MetaPruner(global_pruning=True, importance=MagnitudeImportance(p=1), "
+            "max_pruning_ratio=0.9)`, pruning ratio found by bisection so the pruned module's "
+            "`FlopCounterMode` total / 2 is within 1% of the uniform network's MACs, then fine-tuned "
+            f"{s['finetune_epochs']} epochs (lr 0.05 cosine to 1e-3): {s['wide_epochs']} + "
+            f"{s['finetune_epochs']} = {s['wide_epochs'] + s['finetune_epochs']} epochs, as the others' "
+            f"{s['final_epochs']}. ResNets: only each block's conv1 is pruned (Torch-Pruning's graph mis-couples "
+            "the zero-padded parameter-free shortcut, see the script's docstring); Plain nets: every conv but "
+            "the classifier.")
+    lines += [
         "",
-        "These are short schedules on a 4k-image subset, sized to fit ~45 minutes on 2 shared CPU cores; "
+        f"These are short schedules on a {s['train_subset'] // 1000}k-image subset ({s['budget_note']}); "
         "they are far from the paper's 10 x 20-epoch search and 200-epoch retraining on 50k images.",
         "",
     ]
@@ -343,19 +374,26 @@ def write_markdown(path: Path, results: list[dict[str, Any]], s: dict[str, Any],
         order = [("1", "uniform"), ("2", "adjusted"), ("3", "wide (before pruning)"), ("3", "pruned + fine-tuned"),
                  ("4", "uniform 0.64x"), ("4", "adjusted 0.64x")]
         for num, name in order:
+            if name not in rows:
+                continue
             r = rows[name]
             per = ", ".join(f"{100 * a:.2f}" for a in r["accs"])
             macs = f"{r['macs']:,}"
             if "macs_each" in r:
                 macs = " / ".join(f"{m:,} ({100 * (m / base - 1):+.1f}%)" for m in r["macs_each"])
             lines.append(f"| {num} | {name} | {macs} | {r['macs'] / base:.3f} | {fmt_acc(r)} | {per} |")
-        d_adj = 100 * (rows["adjusted"]["mean"] - rows["uniform"]["mean"])
-        d_pr = 100 * (rows["adjusted"]["mean"] - rows["pruned + fine-tuned"]["mean"])
-        d_small = 100 * (rows["adjusted 0.64x"]["mean"] - rows["uniform 0.64x"]["mean"])
-        lines += ["", f"Adjusted minus uniform: {d_adj:+.2f} points; adjusted minus pruned: {d_pr:+.2f} points; "
-                  f"at 0.64x MACs, adjusted minus uniform: {d_small:+.2f} points. Pruned MACs are counted with "
-                  "`FlopCounterMode` on the pruned module (one per seed); pruning ratios "
-                  + ", ".join(f"{x:.3f}" for x in rows["pruned + fine-tuned"]["ratios"]) + ".", ""]
+        gaps = [f"Adjusted minus uniform: {100 * (rows['adjusted']['mean'] - rows['uniform']['mean']):+.2f} points"]
+        if "pruned + fine-tuned" in rows:
+            pruned = rows["pruned + fine-tuned"]
+            gaps.append(f"adjusted minus pruned: {100 * (rows['adjusted']['mean'] - pruned['mean']):+.2f} points")
+        if "uniform 0.64x" in rows:
+            gaps.append("at 0.64x MACs, adjusted minus uniform: "
+                        f"{100 * (rows['adjusted 0.64x']['mean'] - rows['uniform 0.64x']['mean']):+.2f} points")
+        text = "; ".join(gaps) + "."
+        if "pruned + fine-tuned" in rows:
+            text += (" Pruned MACs are counted with `FlopCounterMode` on the pruned module (one per seed); "
+                     "pruning ratios " + ", ".join(f"{x:.3f}" for x in pruned["ratios"]) + ".")
+        lines += ["", text, ""]
         lines += ["Widths (searchable convs in order; pruned = last seed):", ""]
         for name in ("uniform", "adjusted", "pruned + fine-tuned", "uniform 0.64x", "adjusted 0.64x"):
             w = res["widths"].get(name)
@@ -378,7 +416,10 @@ def _tp_version() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the whole pipeline")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the whole pipeline")
+    group.add_argument("--long", action="store_true", help="uniform vs adjusted only, on a longer schedule "
+                                                           "(writes bench/RESULTS_accuracy_long.md)")
     ap.add_argument("--families", default="resnet20,plain20")
     ap.add_argument("--workers", type=int, default=2, help="families trained in parallel (one thread each)")
     ap.add_argument("--runs", default=None, help="where search run directories go (default /tmp/netadjust-bench/MODE)")
@@ -391,14 +432,14 @@ def main() -> None:
         import torch_pruning  # noqa: F401
     except ImportError:
         sys.exit("torch-pruning is missing: pip install -e '.[bench]' (keep the installed torch)")
-    s = QUICK if args.quick else FULL
-    mode = "quick" if args.quick else "full"
+    mode = "quick" if args.quick else "long" if args.long else "full"
+    s = MODES[mode]
     runs = Path(args.runs or f"/tmp/netadjust-bench/{mode}")
     if runs.exists():
         shutil.rmtree(runs)
     runs.mkdir(parents=True)
-    out_md = Path(args.out) if args.out else (runs.parent / "RESULTS_accuracy_quick.md" if args.quick
-                                              else HERE / "RESULTS_accuracy.md")
+    tag = {"quick": "_quick", "long": "_long", "full": ""}[mode]
+    out_md = Path(args.out) if args.out else (runs.parent if args.quick else HERE) / f"RESULTS_accuracy{tag}.md"
     families = args.families.split(",")
     t0 = time.perf_counter()
     print(f"[bench_accuracy] {mode}: {families}, settings {s}; logs in {runs}/<family>.log", flush=True)
@@ -408,7 +449,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     json_path = Path(args.json) if args.json else runs / "accuracy.json"
     json_path.write_text(json.dumps({"settings": s, "wall_seconds": wall, "results": results}, indent=1))
-    plot_paths = plots(results, HERE / "plots" if not args.quick else runs / "plots", "" if not args.quick else "_quick")
+    plot_paths = plots(results, runs / "plots" if args.quick else HERE / "plots", tag)
     write_markdown(out_md, results, s, args, wall, plot_paths)
     for res in results:
         for name, r in res["rows"].items():

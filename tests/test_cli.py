@@ -43,9 +43,31 @@ def test_flops_table_with_widths_file(tmp_path, capsys):
     assert out.strip().splitlines()[-1].startswith("total: ")
 
 
+@pytest.mark.parametrize("family, option, value", [("pyramidnet20", "alpha", 48.0), ("densenet40", "growth", 6)])
+def test_family_options_reach_the_arch(family, option, value, capsys):
+    from netadjust.cli import build_parser, config_from_args
+    from netadjust.config import SEARCH_FIELDS, TRAIN_FIELDS
+    from netadjust.data import synthetic
+    from netadjust.models import get_arch
+    from netadjust.search import arch_for
+
+    flag = f"--{option}"
+    assert main(["flops", "--arch", family, flag, str(value), "--json"]) == 0
+    expected = get_arch(family, **{option: value})
+    assert json.loads(capsys.readouterr().out)["macs"] == expected.macs(expected.default_widths())
+    assert expected.macs(expected.default_widths()) != get_arch(family).macs(get_arch(family).default_widths())
+    args = build_parser().parse_args(["search", "--arch", family, flag, str(value)])
+    cfg = config_from_args(args, SEARCH_FIELDS + TRAIN_FIELDS)
+    assert getattr(cfg, option) == value and type(getattr(cfg, option)) is type(value)
+    data = synthetic(num_classes=10, in_channels=3, input_size=32)
+    assert arch_for(cfg, data).default_widths() == get_arch(family, **{option: value}).default_widths()
+
+
 @pytest.mark.parametrize("args, message", [
     (["flops", "--arch", "resnet21"], "unknown architecture 'resnet21'"),
     (["flops", "--num-classes", "0"], "num_classes must be a positive integer"),
+    (["flops", "--arch", "resnet20", "--growth", "6"], "resnet20 does not take option(s) growth"),
+    (["flops", "--arch", "densenet40", "--growth", "0"], "growth must be a positive integer, got 0"),
     (["flops", "--widths", "/nonexistent/w.json"], "cannot read widths file"),
 ])
 def test_errors_are_one_line_exit_2(args, message):

@@ -20,7 +20,7 @@ import dataclasses
 from . import __version__
 from .config import SEARCH_FIELDS, TRAIN_FIELDS, SearchConfig, TrainConfig, flag, flatten, load_config_file
 from .errors import ConfigError, DataError, NetadjustError, TrainingError
-from .models import get_arch, list_archs
+from .models import family_options, get_arch, list_archs
 from .widths import load_widths
 
 log = logging.getLogger("netadjust")
@@ -36,12 +36,13 @@ def add_arch_args(p: argparse.ArgumentParser, *, arch_default: str | None = "res
     g.add_argument("--width-mult", type=float, default=1.0, help="width multiplier of the initial widths (default 1.0)")
     g.add_argument("--residual", choices=("max", "local"), default=None,
                    help="CIFAR ResNet: stream width when a block narrows it (default max)")
+    g.add_argument("--alpha", type=float, default=None, help="PyramidNet: total width increase (default 24)")
+    g.add_argument("--growth", type=int, default=None, help="DenseNet: growth rate (default 12)")
     g.add_argument("--widths", metavar="FILE", default=None, help="JSON file of layer key -> channels (default: initial widths)")
 
 
 def arch_from_args(args: argparse.Namespace, *, num_classes: int = 10, in_channels: int = 3, input_size: int = 32):
     """The Arch the flags describe; data-set values fill what the flags leave open."""
-    options = {} if args.residual is None else {"residual": args.residual}
     def pick(flag, fallback):
         return fallback if flag is None else flag
 
@@ -49,7 +50,7 @@ def arch_from_args(args: argparse.Namespace, *, num_classes: int = 10, in_channe
                     num_classes=pick(args.num_classes, num_classes),
                     in_channels=pick(args.in_channels, in_channels),
                     input_size=pick(args.input_size, input_size),
-                    width_mult=args.width_mult, **options)
+                    width_mult=args.width_mult, **family_options(args))
 
 
 def widths_from_args(args: argparse.Namespace, arch) -> dict[str, int]:
@@ -120,6 +121,7 @@ PRESETS: dict[str, dict] = {
 HELP = {
     "arch": "model family (see `netadjust models`)", "widths": "JSON file of starting widths (default: the family's)",
     "residual": "CIFAR ResNet: stream width when a block narrows it (max or local)",
+    "alpha": "PyramidNet: total width increase over the net", "growth": "DenseNet: growth rate of every layer",
     "dataset": "digits, fashion-mnist, cifar10, cifar100 or imagefolder", "data_dir": "where the data set's files are",
     "heldout_fraction": "share of the training set kept for FUR estimation",
     "train_subset": "keep only the first N training images", "rounds": "search rounds T",
@@ -142,7 +144,9 @@ def add_config_flags(p: argparse.ArgumentParser, names) -> None:
     fields = {f.name: f for f in dataclasses.fields(SearchConfig) + dataclasses.fields(TrainConfig)}
     for name in names:
         default = fields[name].default
-        kind = type(default) if default is not None else (int if name == "train_subset" else str)
+        # Optional fields (default None) take the type their annotation names first ("int | None").
+        kind = type(default) if default is not None else {"int": int, "float": float}.get(
+            str(fields[name].type).split()[0], str)
         kwargs = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind, "metavar": name.upper()}
         p.add_argument(flag(name), dest=name, default=None, help=f"{HELP.get(name, name.replace('_', ' '))} "
                        f"(default {default})", **kwargs)
@@ -230,7 +234,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-TRAIN_ONLY = ("arch", "width_mult", "residual", "widths", "dataset", "data_dir", "heldout_fraction",
+TRAIN_ONLY = ("arch", "width_mult", "residual", "alpha", "growth", "widths", "dataset", "data_dir", "heldout_fraction",
               "train_subset", "seed", "out") + TRAIN_FIELDS
 
 

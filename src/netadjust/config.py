@@ -75,6 +75,8 @@ class SearchConfig:
     arch: str = "resnet20"
     width_mult: float = 1.0
     residual: str | None = None  # CIFAR ResNet only: "max" (default) or "local"
+    alpha: float | None = None  # PyramidNet only: total width increase over the net (default 24)
+    growth: int | None = None  # DenseNet only: growth rate of every layer (default 12)
     widths: str | None = None  # JSON file of starting widths (default: the family's)
     # data
     dataset: str = "digits"

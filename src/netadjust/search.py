@@ -24,7 +24,7 @@ from .dist import DistEnv, broadcast_object, init_distributed, pick_device
 from .errors import ConfigError, DataError
 from .fur import estimate_fur
 from .io import save_torch_atomic
-from .models import Arch, get_arch
+from .models import Arch, family_options, get_arch
 from .rundir import RunDir
 from .train import build_and_train, check_batch_size
 from .widths import load_widths
@@ -63,9 +63,8 @@ def load_data(cfg: SearchConfig) -> DataSource:
 
 def arch_for(cfg: SearchConfig, data: DataSource) -> Arch:
     """The architecture ``cfg`` names, shaped for ``data`` (classes, channels, image size)."""
-    options = {} if cfg.residual is None else {"residual": cfg.residual}
     return get_arch(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                    input_size=data.input_size, width_mult=cfg.width_mult, **options)
+                    input_size=data.input_size, width_mult=cfg.width_mult, **family_options(cfg))
 
 
 def start_widths(cfg: SearchConfig, arch: Arch) -> dict[str, int]:

@@ -15,9 +15,12 @@ from .base import Arch, Layer
 from .blocks import ChannelDrop, SegmentedNet
 from .cifar_resnet import CifarResNet
 
-__all__ = ["Arch", "ChannelDrop", "Layer", "SegmentedNet", "get_arch", "list_archs", "register"]
+__all__ = ["FAMILY_OPTIONS", "Arch", "ChannelDrop", "Layer", "SegmentedNet", "family_options", "get_arch",
+           "list_archs", "register"]
 
 COMMON_SETTINGS = ("num_classes", "in_channels", "input_size", "width_mult")
+# Every family-specific option some family takes (the CLI has a flag for each).
+FAMILY_OPTIONS = ("residual", "alpha", "growth")
 _REGISTRY: dict[str, tuple[Callable[..., Arch], str, tuple[str, ...]]] = {}
 
 
@@ -29,6 +32,11 @@ def register(name: str, factory: Callable[..., Arch], description: str, options:
     if name in _REGISTRY:
         raise ValueError(f"architecture {name!r} is registered twice")
     _REGISTRY[name] = (factory, description, tuple(options))
+
+
+def family_options(source) -> dict:
+    """The family options (``FAMILY_OPTIONS``) that ``source`` (a config or parsed flags) sets."""
+    return {k: getattr(source, k) for k in FAMILY_OPTIONS if getattr(source, k, None) is not None}
 
 
 def list_archs() -> dict[str, str]:
