@@ -1,10 +1,13 @@
-"""torchrun with 2 CPU processes (gloo): sharded FUR equals the single process; a whole search runs."""
+"""torchrun with 2 CPU processes (gloo): sharded FUR equals the single process; a whole search runs,
+and one stopped mid-round resumes to the same result."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -56,22 +59,64 @@ def test_sharded_fur_equals_single_process(tmp_path):
             assert abs(two["fur"][key] - one["fur"][key]) < 1e-6, key
 
 
+SEARCH = ["-m", "netadjust", "search", "--width-mult", "0.25", "--train-subset", "256", "--rounds", "2",
+          "--k", "3", "--epochs", "2", "--batch-size", "32", "--fur-batch-size", "128", "--repeats", "2",
+          "--final-epochs", "0", "--quiet", "--no-report"]
+TIMINGS = ("train_seconds", "fur_seconds", "seconds", "history")
+
+
+def read_records(run):
+    return [json.loads(x) for x in (run / "records.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """One uninterrupted 2-process search."""
+    out = tmp_path_factory.mktemp("dist") / "two"
+    proc = torchrun(*SEARCH, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
 @pytest.mark.slow
-def test_two_process_search_runs_and_agrees(tmp_path):
-    args = ["-m", "netadjust", "search", "--width-mult", "0.25", "--train-subset", "256", "--rounds", "2",
-            "--k", "3", "--epochs", "2", "--batch-size", "32", "--fur-batch-size", "128", "--repeats", "2",
-            "--final-epochs", "0", "--quiet", "--no-report"]
-    two = torchrun(*args, "--out", str(tmp_path / "two"))
-    assert two.returncode == 0, two.stderr[-3000:]
-    records = [json.loads(x) for x in (tmp_path / "two" / "records.jsonl").read_text().splitlines()]
+def test_two_process_search_runs_and_agrees(two_process_run, tmp_path):
+    records = read_records(two_process_run)
     assert [r["round"] for r in records] == [0, 1]  # written once, by rank 0
-    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one"), "--batch-size", "64"],
+    one = subprocess.run([sys.executable, *SEARCH, "--out", str(tmp_path / "one"), "--batch-size", "64"],
                          capture_output=True, text=True, timeout=600, env=ENV)
     assert one.returncode == 0, one.stderr
-    single = [json.loads(x) for x in (tmp_path / "one" / "records.jsonl").read_text().splitlines()]
+    single = read_records(tmp_path / "one")
     # Same start and same budget; the trained weights differ (per-rank BatchNorm statistics,
     # augmentation and dropout streams), so later widths may differ, within the budget.
     assert records[0]["widths"] == single[0]["widths"]
     for a, b in zip(records, single):
         assert abs(a["next_macs"] - b["next_macs"]) / b["next_macs"] <= 0.021
         assert abs(a["heldout_acc"] - b["heldout_acc"]) <= 0.35
+
+
+@pytest.mark.slow
+def test_two_process_search_stopped_mid_round_resumes_to_the_same_result(two_process_run, tmp_path):
+    broken = tmp_path / "broken"
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             *SEARCH, "--out", str(broken)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    current, records = broken / "checkpoints" / "current.pt", broken / "records.jsonl"
+    deadline = time.time() + 300
+    # Stop it once round 1 (the second) has finished an epoch: torchrun passes SIGTERM to the ranks.
+    while time.time() < deadline and not (current.exists() and records.exists()):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert f"netadjust search --resume {broken}" in err
+    assert len(records.read_text().splitlines()) == 1
+
+    resumed = torchrun("-m", "netadjust", "search", "--resume", str(broken), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # Same world size, same seeds: the resumed run continues exactly where the stopped one was.
+    strip = [[{k: v for k, v in r.items() if k not in TIMINGS} for r in read_records(run)]
+             for run in (broken, two_process_run)]
+    assert strip[0] == strip[1]
+    assert (json.loads((broken / "widths_final.json").read_text())
+            == json.loads((two_process_run / "widths_final.json").read_text()))
