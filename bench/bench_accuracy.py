@@ -64,10 +64,10 @@ MODES = {
     "full": dict(width_mult=0.5, wide_mult=1.4, train_subset=4000, heldout_fraction=0.02, rounds=4, search_epochs=2,
                  final_epochs=5, wide_epochs=3, finetune_epochs=2, repeats=2, seeds=3, budget_small=0.64,
                  parts=("equal", "prune", "small"), budget_note="sized to fit ~45 minutes on 2 shared CPU cores"),
-    # Uniform vs adjusted only, with 2x the data, 2.4x the final epochs, FUR on networks trained 2x
+    # Uniform vs adjusted only, with 2x the data, 1.6x the final epochs, FUR on networks trained 2x
     # longer, and 2.5x the FUR repeats: does a longer schedule change tables 1 + 2?
     "long": dict(width_mult=0.5, train_subset=8000, heldout_fraction=0.03, rounds=4, search_epochs=4,
-                 final_epochs=12, repeats=5, seeds=3, parts=("equal",),
+                 final_epochs=8, repeats=5, seeds=3, parts=("equal",),
                  budget_note="uniform vs adjusted only, sized to fit ~1 hour on 2 shared CPU cores"),
 }
 

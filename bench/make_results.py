@@ -11,6 +11,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 ORDER = [
     ("accuracy", "Accuracy at equal FLOPs (uniform, adjusted, pruned; 0.64x)"),
+    ("accuracy_long", "Accuracy at equal FLOPs on a longer schedule (uniform vs adjusted)"),
     ("search_cost", "Search cost"),
     ("fur", "FUR estimation speed and fidelity"),
     ("fur_dist", "FUR estimation with torchrun"),

@@ -23,8 +23,10 @@ dropping channels with mask ``m`` (scaled by ``1 / (1 - p)``) changes a sample's
 ``sum_c (m_c / (1 - p) - 1) * s_c``, with ``s_c`` the channel's activation times the loss
 gradient, summed over space. That term has expectation exactly zero, because
 ``E[m_c / (1 - p)] = 1``: FUR is a second-order effect, and the first-order term is pure noise.
-Subtracting it from every measured change keeps the estimator unbiased while removing most of
-its variance; one backward pass per held-out batch gives ``s`` for every layer at once.
+Subtracting it from every measured change keeps the estimator unbiased while removing that
+term's variance (most of the noise where the loss changes nearly linearly with the mask; little
+where losing whole channels has large higher-order effects, see bench/RESULTS_fur.md); one
+backward pass per held-out batch gives ``s`` for every layer at once.
 
 Each key draws its masks from its own generator seeded from (seed, key index), so a key's FUR
 does not depend on which other keys are probed. Under torchrun the keys are dealt out to the
