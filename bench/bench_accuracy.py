@@ -394,7 +394,8 @@ def write_markdown(path: Path, results: list[dict[str, Any]], s: dict[str, Any],
             text += (" Pruned MACs are counted with `FlopCounterMode` on the pruned module (one per seed); "
                      "pruning ratios " + ", ".join(f"{x:.3f}" for x in pruned["ratios"]) + ".")
         lines += ["", text, ""]
-        lines += ["Widths (searchable convs in order; pruned = last seed):", ""]
+        lines += ["Widths (searchable convs in order" + ("; pruned = last seed" if "prune" in s["parts"] else "")
+                  + "):", ""]
         for name in ("uniform", "adjusted", "pruned + fine-tuned", "uniform 0.64x", "adjusted 0.64x"):
             w = res["widths"].get(name)
             if w:

@@ -17,7 +17,7 @@ that epoch ratio and the overhead, so the measured ratio can be read for other s
     .venv/bin/python bench/bench_search_cost.py --quick                            # run a tiny search, analyse it
 
 Without ``--runs`` it runs one search itself (ResNet-20 x0.5 on Fashion-MNIST; ``--quick`` is
-tiny). Writes bench/RESULTS_search_cost.md (or --out) and bench/plots/search_cost.png.
+tiny). Writes bench/RESULTS_search_cost.md (or --out) and a plot named after it in plots/ beside it.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plot_dir = HERE / "plots" if not args.quick else out.parent / "plots"
+    plot_dir = out.parent / "plots"  # next to the markdown, named after it
     plot_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 2))
     labels = [r["run"] for r in rows]
@@ -148,10 +148,10 @@ def main() -> None:
     ax.set_title("search time by part vs one final training")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    p = plot_dir / ("search_cost.png" if not args.quick else "search_cost_quick.png")
+    p = plot_dir / f"{out.stem.removeprefix('RESULTS_')}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
-    lines += ["![search cost](plots/search_cost.png)" if not args.quick else f"plot: {p}", ""]
+    lines += [f"![search cost](plots/{p.name})", ""]
     out.write_text("\n".join(lines))
     print("\n".join(lines))
 

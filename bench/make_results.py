@@ -13,6 +13,7 @@ ORDER = [
     ("accuracy", "Accuracy at equal FLOPs (uniform, adjusted, pruned; 0.64x)"),
     ("accuracy_long", "Accuracy at equal FLOPs on a longer schedule (uniform vs adjusted)"),
     ("search_cost", "Search cost"),
+    ("search_cost_long", "Search cost on the longer schedule"),
     ("fur", "FUR estimation speed and fidelity"),
     ("fur_dist", "FUR estimation with torchrun"),
     ("loader", "In-memory loader overhead"),
