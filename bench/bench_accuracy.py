@@ -173,7 +173,6 @@ def prune_part(family: str, s: dict[str, Any], data, arch, base_macs: int, seeds
         macs_each=pruned_macs, ratios=ratios)
 
 
-
 def run_family(family: str, s: dict[str, Any], runs: str, log_path: str) -> dict[str, Any]:
     """Everything for one model family; runs in a worker process with one torch thread."""
     import torch
