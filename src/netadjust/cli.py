@@ -120,11 +120,12 @@ PRESETS: dict[str, dict] = {
 }
 HELP = {
     "arch": "model family (see `netadjust models`)", "widths": "JSON file of starting widths (default: the family's)",
-    "residual": "CIFAR ResNet: stream width when a block narrows it (max or local)",
-    "alpha": "PyramidNet: total width increase over the net", "growth": "DenseNet: growth rate of every layer",
-    "dataset": "digits, fashion-mnist, cifar10, cifar100 or imagefolder", "data_dir": "where the data set's files are",
+    "residual": "CIFAR ResNet: stream width when a block narrows it (max or local; default max)",
+    "alpha": "PyramidNet: total width increase over the net (default 24)",
+    "growth": "DenseNet: growth rate of every layer (default 12)",
+    "dataset": "digits, fashion-mnist, cifar10, cifar100 or imagefolder", "data_dir": "where the data set's files are (needed for cifar and imagefolder)",
     "heldout_fraction": "share of the training set kept for FUR estimation",
-    "train_subset": "keep only the first N training images", "rounds": "search rounds T",
+    "train_subset": "keep only the first N training images (default: all)", "rounds": "search rounds T",
     "k": "layers widened (and narrowed) per round", "k_decay": "k shrinks by this per round",
     "arch_lr": "relative width step of the most extreme layer", "arch_lr_decay": "step shrinks by this per rank",
     "min_width": "narrowing stops here", "base_drop_rate": "channel-dropout rate of an average layer for FUR",
@@ -148,8 +149,9 @@ def add_config_flags(p: argparse.ArgumentParser, names) -> None:
         kind = type(default) if default is not None else {"int": int, "float": float}.get(
             str(fields[name].type).split()[0], str)
         kwargs = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind, "metavar": name.upper()}
-        p.add_argument(flag(name), dest=name, default=None, help=f"{HELP.get(name, name.replace('_', ' '))} "
-                       f"(default {default})", **kwargs)
+        text = HELP.get(name, name.replace("_", " "))
+        p.add_argument(flag(name), dest=name, default=None, **kwargs,
+                       help=text if default is None else f"{text} (default {default})")
 
 
 def config_from_args(args: argparse.Namespace, names) -> SearchConfig:
