@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -154,9 +155,8 @@ def prune_part(family: str, s: dict[str, Any], data, arch, base_macs: int, seeds
     wide_macs = wide.macs(wide.default_widths())
     acc_p, acc_w, pruned_macs, pruned_widths, ratios = [], [], [], None, []
     for seed in seeds:
-        r = build_and_train(wide, wide.default_widths(), data, train_cfg.__class__(**{**train_cfg.__dict__,
-                            "epochs": s["wide_epochs"]}), seed=seed, device=torch.device("cpu"),
-                            eval_splits=("test",), progress=False, desc="wide")
+        r = build_and_train(wide, wide.default_widths(), data, dataclasses.replace(train_cfg, epochs=s["wide_epochs"]),
+                            seed=seed, device=torch.device("cpu"), eval_splits=("test",), progress=False, desc="wide")
         acc_w.append(r.metrics["test"].top1)
         model, macs, ratio = prune_to(r.model, base_macs, plain=family.startswith("plain"), in_channels=1, size=28)
         ft = TrainConfig(epochs=s["finetune_epochs"], lr=0.05, drop_rate=train_cfg.drop_rate, device="cpu")

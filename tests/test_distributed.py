@@ -14,9 +14,11 @@ import pytest
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
 def torchrun(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+    return subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
 FUR_SCRIPT = textwrap.dedent('''
@@ -97,9 +99,8 @@ def test_two_process_search_runs_and_agrees(two_process_run, tmp_path):
 @pytest.mark.slow
 def test_two_process_search_stopped_mid_round_resumes_to_the_same_result(two_process_run, tmp_path):
     broken = tmp_path / "broken"
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             *SEARCH, "--out", str(broken)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+    proc = subprocess.Popen([*TORCHRUN, *SEARCH, "--out", str(broken)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
     current, records = broken / "checkpoints" / "current.pt", broken / "records.jsonl"
     deadline = time.time() + 300
     # Stop it once round 1 (the second) has finished an epoch: torchrun passes SIGTERM to the ranks.

@@ -34,10 +34,9 @@ def add_arch_args(p: argparse.ArgumentParser, *, arch_default: str | None = "res
     g.add_argument("--in-channels", type=int, default=None, help="input channels (default: the data set's, or 3)")
     g.add_argument("--input-size", type=int, default=None, help="input height = width in pixels (default: the data set's, or 32)")
     g.add_argument("--width-mult", type=float, default=1.0, help="width multiplier of the initial widths (default 1.0)")
-    g.add_argument("--residual", choices=("max", "local"), default=None,
-                   help="CIFAR ResNet: stream width when a block narrows it (default max)")
-    g.add_argument("--alpha", type=float, default=None, help="PyramidNet: total width increase (default 24)")
-    g.add_argument("--growth", type=int, default=None, help="DenseNet: growth rate (default 12)")
+    g.add_argument("--residual", choices=("max", "local"), default=None, help=HELP["residual"])
+    g.add_argument("--alpha", type=float, default=None, help=HELP["alpha"])
+    g.add_argument("--growth", type=int, default=None, help=HELP["growth"])
     g.add_argument("--widths", metavar="FILE", default=None, help="JSON file of layer key -> channels (default: initial widths)")
 
 

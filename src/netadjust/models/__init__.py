@@ -15,12 +15,10 @@ from .base import Arch, Layer
 from .blocks import ChannelDrop, SegmentedNet
 from .cifar_resnet import CifarResNet
 
-__all__ = ["FAMILY_OPTIONS", "Arch", "ChannelDrop", "Layer", "SegmentedNet", "family_options", "get_arch",
-           "list_archs", "register"]
+__all__ = ["Arch", "ChannelDrop", "Layer", "SegmentedNet", "family_options", "get_arch", "list_archs",
+           "register"]
 
 COMMON_SETTINGS = ("num_classes", "in_channels", "input_size", "width_mult")
-# Every family-specific option some family takes (the CLI has a flag for each).
-FAMILY_OPTIONS = ("residual", "alpha", "growth")
 _REGISTRY: dict[str, tuple[Callable[..., Arch], str, tuple[str, ...]]] = {}
 
 
@@ -35,8 +33,10 @@ def register(name: str, factory: Callable[..., Arch], description: str, options:
 
 
 def family_options(source) -> dict:
-    """The family options (``FAMILY_OPTIONS``) that ``source`` (a config or parsed flags) sets."""
-    return {k: getattr(source, k) for k in FAMILY_OPTIONS if getattr(source, k, None) is not None}
+    """The family-specific options (any registered family's) that ``source`` (a config or parsed
+    flags) sets; ``get_arch`` refuses those the chosen family does not take."""
+    names = dict.fromkeys(name for _, _, options in _REGISTRY.values() for name in options)
+    return {k: getattr(source, k) for k in names if getattr(source, k, None) is not None}
 
 
 def list_archs() -> dict[str, str]:
