@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from netadjust.data import TensorSource, load_dataset, synthetic
-from netadjust.data.memory import Augment
+from netadjust.data import Augment
 
 
 def small_cnn(in_channels: int, num_classes: int) -> nn.Module:

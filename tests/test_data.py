@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from netadjust.data import (DATASETS, Augment, DataSource, TensorSource, carve_heldout,
-                            load_dataset, synthetic)
+from netadjust.data import (DATASETS, FULL, SPLITS, Augment, DataSource, TensorSource,
+                            carve_heldout, dataset_help, load_dataset, synthetic)
+from netadjust.data.augment import crop_flip
 from netadjust.data.formats import FASHION_MNIST_DIR, read_idx
-from netadjust.data.memory import count_batches, crop_flip
+from netadjust.data.seeds import derive_seed
+from netadjust.data.source import count_batches
+from netadjust.data.splits import carve_splits
 from netadjust.errors import DataError
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +376,26 @@ def test_digits_sizes_and_augmentation():
 def test_unknown_name_suggests():
     with pytest.raises(DataError, match="did you mean cifar10"):
         load_dataset("cifar-10")
-    assert DATASETS == ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
+    assert tuple(DATASETS) == ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
+
+
+def test_dataset_table_and_help():
+    assert dataset_help() == "digits, fashion-mnist, cifar10, cifar100 or imagefolder"
+    details = dataset_help(details=True).splitlines()
+    assert len(details) == len(DATASETS)
+    for (name, spec), line in zip(DATASETS.items(), details):
+        assert name in dataset_help()
+        assert spec.help and "\n" not in spec.help and line == f"{name}: {spec.help}"
+        assert callable(spec.load)
+        if spec.needs_data_dir:  # said in the help text, and the error without it
+            assert "--data-dir" in spec.help
+            with pytest.raises(DataError, match="--data-dir") as e:
+                load_dataset(name)
+            assert str(e.value) == spec.no_data_dir
+    assert [n for n, s in DATASETS.items() if s.needs_data_dir] == ["cifar10", "cifar100",
+                                                                    "imagefolder"]
+    assert "scikit-learn" in DATASETS["digits"].help
+    assert "apt-get install dataset-fashion-mnist" in DATASETS["fashion-mnist"].help
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, "0.1"])
@@ -420,6 +442,35 @@ def test_carve_heldout():
     assert np.all(np.abs(counts - 0.2 * np.bincount(labels)) <= 1), counts
     tr0, ho0 = carve_heldout(labels, 0.0, seed=7)
     assert len(ho0) == 0 and np.array_equal(tr0, np.arange(100))
+
+
+def test_carve_splits_train_subset():
+    labels = np.repeat(np.arange(4), 25)
+    tr, ho = carve_heldout(labels, 0.2, seed=3)
+    tr_all, ho_all = carve_splits(labels, heldout_fraction=0.2, seed=3)
+    assert np.array_equal(tr_all, tr) and np.array_equal(ho_all, ho)
+    for n in (1, 7, 80, 500):
+        tr_n, ho_n = carve_splits(labels, heldout_fraction=0.2, seed=3, train_subset=n)
+        assert np.array_equal(tr_n, tr[:n])  # the first n training images, nothing else
+        assert np.array_equal(ho_n, ho)  # the held-out split never changes
+    for bad in (0, -4):
+        with pytest.raises(DataError, match=rf"train_subset={bad}, .*all 80\)"):
+            carve_splits(labels, heldout_fraction=0.2, seed=3, train_subset=bad)
+
+
+def test_huge_and_negative_seeds():
+    big = 99999999999999999999
+    assert 0 <= derive_seed(big, 2**200, -1) < 2**63
+    assert derive_seed(big) == derive_seed(big % 2**63)
+    labels = np.repeat(np.arange(3), 10)
+    for seed in (big, -big):
+        tr, ho = carve_heldout(labels, 0.3, seed=seed)
+        assert len(ho) == 9 and not set(tr) & set(ho)
+    src = load_dataset("digits", seed=big)
+    assert src.size("heldout") == 144
+    x, y = next(src.batches("train", batch_size=8, train=True, seed=big, epoch=big))
+    assert x.shape == (8, 1, 8, 8)
+    assert synthetic(seed=big).size("train") == 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,6 +615,39 @@ def test_batch_errors():
         next(src.batches("test", batch_size=4, train=False, rank=2, world_size=2))
 
 
+def test_datasource_subclass_contract():
+    """A subclass providing size, labels and _images gets batching, sharding and normalisation."""
+    import netadjust.data
+
+    assert not hasattr(netadjust.data, "BatchSource")
+    ref = indexed_source(n=12, augment=Augment())
+
+    class Listed(DataSource):
+        name, num_classes, in_channels, input_size = "listed", 12, 2, 6
+        classes, mean, std, augment = ref.classes, ref.mean, ref.std, Augment()
+
+        def size(self, split):
+            self._check_split(split)
+            return ref.size(split)
+
+        def labels(self, split):
+            return ref.labels(split)
+
+        def _images(self, split, order, index_batches, rank, world_size, device):
+            for s in index_batches:
+                idx = order[s][rank::world_size]
+                yield ref.images(split)[idx].to(device), ref.labels(split)[idx].to(device)
+
+    src = Listed()
+    assert isinstance(src, DataSource) and isinstance(ref, DataSource)
+    for kw in ({"train": False}, {"train": True, "seed": 4, "rank": 1, "world_size": 2}):
+        a = all_batches(src, "test", batch_size=4, **kw)
+        b = all_batches(ref, "test", batch_size=4, **kw)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(DataError, match="did you mean heldout"):
+        src.size("held-out")
+
+
 def test_device_cache_cpu():
     src = synthetic()
     assert src.on("cpu") is src.on(torch.device("cpu"))
@@ -595,8 +679,7 @@ def test_synthetic_is_learnable():
 
 
 def test_full_split_is_train_plus_heldout():
-    from netadjust.data import load_dataset
-
+    assert SPLITS == ("train", "heldout", "test") and FULL == "full"
     data = load_dataset("digits", seed=3)
     assert data.size("full") == data.size("train") + data.size("heldout") == 1797 - data.size("test")
     full = torch.cat([y for _, y in data.batches("full", batch_size=500, train=False)])

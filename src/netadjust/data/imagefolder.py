@@ -6,8 +6,9 @@ augmentation is then the same batch-wise random crop (padding ``input_size // 8`
 ratio) and flip as for the other sets.
 
 Small sets are decoded once into memory (a :class:`~netadjust.data.memory.TensorSource`); sets
-whose decoded size exceeds ``max_memory_bytes`` are streamed: each batch is decoded by a thread
-pool (Pillow releases the GIL while decoding) while the previous one is used.
+whose decoded size exceeds ``max_memory_bytes`` are streamed (:class:`StreamedImageFolder`, a
+:class:`~netadjust.data.source.DataSource`): each batch is decoded by a thread pool (Pillow
+releases the GIL while decoding) while the previous one is used.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netadjust.data.augment import Augment
+from netadjust.data.memory import TensorSource
+from netadjust.data.source import DataSource, channel_stats
+from netadjust.data.splits import FULL, SPLITS, carve_splits
 from netadjust.errors import DataError
-from netadjust.data.memory import (FULL, SPLITS, Augment, BatchSource, TensorSource, carve_heldout,
-                                   channel_stats)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ def scan_imagefolder(root: str | os.PathLike
     return classes, train, test
 
 
-class StreamedImageFolder(BatchSource):
+class StreamedImageFolder(DataSource):
     """An image-folder data set decoded batch by batch (for sets too large for memory)."""
 
     def __init__(self, name: str, items: dict[str, tuple[list[Path], np.ndarray]], *,
@@ -176,7 +179,7 @@ def load_imagefolder(root: str | os.PathLike, *, input_size: int = DEFAULT_INPUT
                      heldout_fraction: float = 0.1, seed: int = 0,
                      train_subset: int | None = None, in_memory: bool | None = None,
                      max_memory_bytes: int = 2 * 1024**3,
-                     workers: int | None = None) -> BatchSource:
+                     workers: int | None = None) -> DataSource:
     """Load an image-folder tree; held-out split carved from ``train``, test = ``val``.
 
     ``input_size``: side in pixels of the square images given to the model. ``in_memory``:
@@ -187,12 +190,8 @@ def load_imagefolder(root: str | os.PathLike, *, input_size: int = DEFAULT_INPUT
         raise DataError(f"input_size={input_size}, expected a positive number of pixels (e.g. "
                         f"{DEFAULT_INPUT_SIZE})")
     classes, (train_paths, train_labels), (test_paths, test_labels) = scan_imagefolder(root)
-    train_idx, held_idx = carve_heldout(train_labels, heldout_fraction, seed)
-    if train_subset is not None:
-        if int(train_subset) < 1:
-            raise DataError(f"train_subset={train_subset}, expected a positive number of "
-                            f"training images (or none for all {len(train_idx)})")
-        train_idx = train_idx[:int(train_subset)]
+    train_idx, held_idx = carve_splits(train_labels, heldout_fraction=heldout_fraction, seed=seed,
+                                       train_subset=train_subset)
     items = {
         "train": ([train_paths[i] for i in train_idx], train_labels[train_idx]),
         "heldout": ([train_paths[i] for i in held_idx], train_labels[held_idx]),
