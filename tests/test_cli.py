@@ -40,27 +40,27 @@ def test_flops_table_with_widths_file(tmp_path, capsys):
     assert main(["flops", "--widths", str(tmp_path / "w.json"), "--input-size", "8", "--in-channels", "1"]) == 0
     out = capsys.readouterr().out
     assert "stage3.block2.conv2" in out and "  128  " in out
-    assert out.strip().splitlines()[-1].startswith("total: ")
+    arch = get_arch("resnet20", input_size=8, in_channels=1)
+    macs, params = arch.macs(w), arch.params(w)
+    stem = arch.layers(w)[0].macs
+    assert out.strip().splitlines()[-1] == (f"total: {macs:,} MACs ({macs / 1e6:.2f}M; {(macs - stem) / 1e6:.2f}M "
+                                            f"without the stem), {params:,} params ({params / 1e6:.2f}M)")
+    assert macs == 2_664_704 and params == 307_066  # equal to FlopCounterMode / 2 and the built model's parameters
 
 
 @pytest.mark.parametrize("family, option, value", [("pyramidnet20", "alpha", 48.0), ("densenet40", "growth", 6)])
 def test_family_options_reach_the_arch(family, option, value, capsys):
-    from netadjust.cli import build_parser, config_from_args
-    from netadjust.config import SEARCH_FIELDS, TRAIN_FIELDS
-    from netadjust.data import synthetic
+    from netadjust.cli import build_parser, search_config
     from netadjust.models import get_arch
-    from netadjust.search import arch_for
 
     flag = f"--{option}"
     assert main(["flops", "--arch", family, flag, str(value), "--json"]) == 0
     expected = get_arch(family, **{option: value})
     assert json.loads(capsys.readouterr().out)["macs"] == expected.macs(expected.default_widths())
     assert expected.macs(expected.default_widths()) != get_arch(family).macs(get_arch(family).default_widths())
-    args = build_parser().parse_args(["search", "--arch", family, flag, str(value)])
-    cfg = config_from_args(args, SEARCH_FIELDS + TRAIN_FIELDS)
-    assert getattr(cfg, option) == value and type(getattr(cfg, option)) is type(value)
-    data = synthetic(num_classes=10, in_channels=3, input_size=32)
-    assert arch_for(cfg, data).default_widths() == get_arch(family, **{option: value}).default_widths()
+    cfg = search_config(build_parser().parse_args(["search", "--arch", family, flag, str(value)]))
+    assert cfg.arch_options == {option: value} and type(cfg.arch_options[option]) is type(value)
+    assert cfg.to_flat()[option] == value
 
 
 @pytest.mark.parametrize("args, message", [
@@ -89,11 +89,9 @@ def test_bad_widths_file_is_one_line_exit_2(tmp_path):
 
 def test_search_flags_override_config_file(tmp_path):
     (tmp_path / "c.toml").write_text('rounds = 5\nk = 2\n[train]\nepochs = 9\n')
-    from netadjust.cli import build_parser, config_from_args
-    from netadjust.config import SEARCH_FIELDS, TRAIN_FIELDS
+    from netadjust.cli import build_parser, search_config
 
-    args = build_parser().parse_args(["search", "--config", str(tmp_path / "c.toml"), "--rounds", "1"])
-    cfg = config_from_args(args, SEARCH_FIELDS + TRAIN_FIELDS)
+    cfg = search_config(build_parser().parse_args(["search", "--config", str(tmp_path / "c.toml"), "--rounds", "1"]))
     assert (cfg.rounds, cfg.k, cfg.train.epochs) == (1, 2, 9)  # flag > file > preset
     assert cfg.dataset == "digits" and cfg.final_epochs == 20  # the demo preset fills the rest
 

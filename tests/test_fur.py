@@ -101,41 +101,68 @@ def test_starved_layer_gets_the_highest_fur_and_is_widened(starved):
     assert moves["stage2.block1.conv1"] > 0 and new["stage2.block1.conv1"] > 2
 
 
-def test_fast_mode_equals_reference_on_one_batch(starved):
-    # With one held-out batch both modes draw the same masks in the same order: identical results.
-    arch, w, data, model = starved
-    fast = estimate_fur(model, data, arch, w, repeats=4, batch_size=256, mode="fast", seed=7, control_variate=False)
-    ref = estimate_fur(model, data, arch, w, repeats=4, batch_size=256, mode="reference", seed=7)
+def enumerating_masks(monkeypatch, repeats, n_batches, batch_size):
+    """Replace random masks by all 2**C keep/drop patterns of a probe's C channels, one per
+    repeat, for every sample. With rate 0.5 every pattern is equally likely, so the mean over
+    the repeats is the exact expectation over the mask: estimates become exact, not sampled.
+
+    Fast mode draws the repeats stacked (repeat-major, more rows than a batch); the reference
+    mode draws one batch of one repeat per call, n_batches calls per repeat.
+    """
+    calls = {}
+
+    def sample_mask(self, x):
+        n, c = x.shape[:2]
+        assert 2**c == repeats and self.p == 0.5
+        if n > batch_size:
+            pattern = torch.arange(n) // (n // repeats)
+        else:
+            pattern = torch.full((n,), calls.get(self.key, 0) // n_batches)
+            calls[self.key] = calls.get(self.key, 0) + 1
+        bits = (pattern[:, None] >> torch.arange(c)) & 1
+        return (2.0 * bits).to(x.dtype).view(n, c, *(1,) * (x.dim() - 2))
+
+    monkeypatch.setattr(ChannelDrop, "sample_mask", sample_mask)
+    monkeypatch.setattr("netadjust.fur.drop_rates", lambda arch, widths, base: ({k: 0.5 for k in widths}, []))
+
+
+@pytest.fixture
+def exact(monkeypatch):
+    """A ResNet-20 with 3 channels in every searchable layer, on a held-out split of 25 images
+    in batches of 10, 10 and 5, with enumerated masks (8 repeats = every pattern)."""
+    torch.manual_seed(0)
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8)
+    w = {k: 3 for k in arch.keys()}
+    data = synthetic(num_classes=4, n_train=128, n_heldout=25, seed=2)
+    model = build_and_train(arch, w, data, TrainConfig(epochs=3, batch_size=32, lr=0.05), progress=False).model
+    enumerating_masks(monkeypatch, repeats=8, n_batches=3, batch_size=10)
+    return arch, w, data, model
+
+
+def fur_of(exact, **kw):
+    arch, w, data, model = exact
+    return estimate_fur(model, data, arch, w, repeats=8, batch_size=10, **kw)
+
+
+def test_fast_mode_equals_reference_exactly(exact):
+    """Same masks for the same samples: the two modes compute the same numbers (the fast mode
+    runs the repeats as one stacked batch, so equal up to float rounding)."""
+    ref = fur_of(exact, mode="reference")
+    fast = fur_of(exact, mode="fast", control_variate=False)
     assert fast.base_loss == pytest.approx(ref.base_loss, rel=1e-6)
-    for key in w:
-        assert fast.fur[key] == pytest.approx(ref.fur[key], rel=1e-4, abs=1e-7)
-        assert fast.stderr[key] == pytest.approx(ref.stderr[key], rel=1e-3, abs=1e-7)
+    for key in ref.fur:
+        assert fast.fur[key] == pytest.approx(ref.fur[key], rel=1e-4, abs=1e-6), key
+        assert fast.stderr[key] == pytest.approx(ref.stderr[key], rel=1e-3, abs=1e-6), key
 
 
-def test_fast_mode_agrees_with_reference_over_batches(starved):
-    """The fast mode with its control variate estimates the same quantity (unbiased)."""
-    arch, w, data, model = starved
-    fast = estimate_fur(model, data, arch, w, repeats=6, batch_size=64, mode="fast", seed=3)
-    ref = estimate_fur(model, data, arch, w, repeats=6, batch_size=64, mode="reference", seed=4)
-    assert fast.base_loss == pytest.approx(ref.base_loss, rel=1e-6)
-    for key in w:  # independent masks: equal within a few standard errors (of 6 repeats each)
-        tol = 5 * (fast.stderr[key] ** 2 + ref.stderr[key] ** 2) ** 0.5 + 1e-6
-        assert abs(fast.fur[key] - ref.fur[key]) <= tol, key
-
-
-def test_control_variate_reduces_noise_and_keeps_the_mean():
-    from netadjust.data import load_dataset
-
-    data = load_dataset("digits")
-    arch = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.5)
-    w = arch.default_widths()
-    model = build_and_train(arch, w, data, TrainConfig(epochs=4), progress=False).model
-    kw = dict(repeats=4, batch_size=256, seed=11)
-    plain = estimate_fur(model, data, arch, w, control_variate=False, **kw)
-    cv = estimate_fur(model, data, arch, w, control_variate=True, **kw)
-    # Same masks (same seed), the zero-mean first-order term removed: less spread over repeats
-    # (bench/RESULTS_fur.md measures what that buys in fidelity)...
+def test_control_variate_keeps_the_mean_exactly_and_reduces_noise(exact):
+    """Over every mask pattern the first-order term sum_c (m_c / (1 - p) - 1) * s_c averages to
+    exactly zero, so the estimate with the control variate equals the one without (to float
+    rounding), while its spread over the patterns is smaller. Both are exact expectations over
+    the enumerated masks, not samples: nothing here is left to chance."""
+    plain = fur_of(exact, mode="fast", control_variate=False)
+    cv = fur_of(exact, mode="fast", control_variate=True)
+    for key in plain.fur:
+        assert cv.fur[key] == pytest.approx(plain.fur[key], rel=1e-4, abs=1e-6), key
     assert sum(cv.stderr.values()) < 0.8 * sum(plain.stderr.values())
-    assert sum(cv.stderr[k] < plain.stderr[k] for k in w) > len(w) / 2
-    for key in w:  # ...and the same mean within the noise.
-        assert abs(cv.fur[key] - plain.fur[key]) <= 5 * (cv.stderr[key] ** 2 + plain.stderr[key] ** 2) ** 0.5 + 1e-6
+    assert sum(cv.stderr[k] < plain.stderr[k] for k in plain.fur) > len(plain.fur) / 2

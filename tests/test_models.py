@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import random_widths, small_arch
 from netadjust.errors import ConfigError
-from netadjust.models import ChannelDrop, get_arch, list_archs
+from netadjust.models import ChannelDrop, Probes, get_arch, list_archs
 
 ARCHS = list(list_archs())
 
@@ -122,7 +122,7 @@ def test_forward_backward_every_param_gets_a_gradient(name, rng):
 def test_probes_cover_every_key_in_forward_order(name):
     arch = small_arch(name)
     model = arch.build()
-    assert list(model.probes()) == arch.keys()
+    assert Probes(model).keys() == arch.keys()
     segs = model.probe_segments()
     assert list(segs) == arch.keys() and list(segs.values()) == sorted(segs.values())
 
@@ -161,9 +161,12 @@ def test_unknown_arch_suggests_closest():
 
 
 def test_bad_settings_are_collected():
-    with pytest.raises(ConfigError, match=r"num_classes must be a positive integer.*width_mult must be > 0"):
+    with pytest.raises(ConfigError, match=r"num_classes must be a positive integer.*width_mult must be a finite number > 0"):
         get_arch("resnet20", num_classes=0, width_mult=-1)
-    with pytest.raises(ConfigError, match="residual policy 'min'"):
+    for bad in (float("inf"), float("nan"), True):
+        with pytest.raises(ConfigError, match="width_mult must be a finite number > 0"):
+            get_arch("resnet20", width_mult=bad)
+    with pytest.raises(ConfigError, match="residual must be one of max, local, got 'min'"):
         get_arch("resnet20", residual="min")
     with pytest.raises(ConfigError, match="does not take option"):
         get_arch("plain20", residual="max")

@@ -44,8 +44,8 @@ def test_sigterm_mid_round_then_resume_equals_uninterrupted(tmp_path):
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert f"netadjust search --resume {broken}" in err
+    assert proc.returncode == 143, err  # 128 + SIGTERM, as a shell reports it
+    assert "terminated" in err and f"netadjust search --resume {broken}" in err
     assert len((broken / "records.jsonl").read_text().splitlines()) == 1
     assert not any(p.name.startswith(".") for p in broken.rglob("*")), "no temporary files left"
 

@@ -6,14 +6,30 @@ import numpy as np
 import pytest
 import torch
 
-from netadjust.budget import within
+from netadjust.adjust import adjust_widths
+from netadjust.budget import fit_budget, within
 from netadjust.config import SearchConfig
+from netadjust.data import load_dataset
 from netadjust.errors import ConfigError, DataError
 from netadjust.models import get_arch
+from netadjust.records import RoundRecord, Summary
 from netadjust.search import search
+from netadjust.train import evaluate
 
 TINY = dict(arch="resnet20", width_mult=0.25, dataset="digits", train_subset=256, rounds=2, k=3, epochs=1,
             batch_size=64, fur_batch_size=128, repeats=2, final_epochs=1)
+
+
+ARCH = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.25)
+
+
+def rebuild(path):
+    """The model a round checkpoint holds."""
+    state = torch.load(path, weights_only=False)
+    settings = dict(state["arch"])
+    model = get_arch(settings.pop("arch"), **settings).build(state["widths"])
+    model.load_state_dict(state["model"])
+    return model.eval()
 
 
 def tiny(tmp_path, **changes) -> SearchConfig:
@@ -29,50 +45,76 @@ def finished(tmp_path_factory):
 def test_records_hold_the_contract(finished):
     cfg, result = finished
     lines = (result.run_dir / "records.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    assert [r["round"] for r in records] == [0, 1]
+    records = [RoundRecord.from_dict(json.loads(line), where="test") for line in lines]
+    assert records == result.records
+    assert [r.round for r in records] == [0, 1]
     for r in records:
-        assert set(r["fur"]) == set(r["widths"]) == set(r["drop_rate"]) == set(r["fur_stderr"])
-        assert 0 <= r["heldout_acc"] <= 1 and 0 <= r["test_acc"] <= 1
-        assert r["train_seconds"] > 0 and r["fur_seconds"] > 0
+        assert list(r.fur) == list(r.widths) == list(r.drop_rate) == list(r.fur_stderr)
+        assert [h["epoch"] for h in r.history] == list(range(1, cfg.train.epochs + 1))
+        assert r.seconds >= r.train_seconds + r.fur_seconds >= sum(h["seconds"] for h in r.history)
     # Each round trains what the previous round's adjustment produced.
-    assert records[1]["widths"] == records[0]["next_widths"]
-    assert records[0]["moves"], "round 0 moves k layers each way"
-    assert len(records[0]["moves"]) <= 2 * cfg.k
+    assert records[1].widths == records[0].next_widths
+
+
+def test_accuracies_are_those_of_the_saved_round_models(finished):
+    cfg, result = finished
+    data = load_dataset("digits", train_subset=cfg.train_subset)
+    for r in result.records:
+        model = rebuild(result.run_dir / "checkpoints" / f"round{r.round}.pt")
+        for split, acc, loss in (("heldout", r.heldout_acc, r.heldout_loss), ("test", r.test_acc, r.test_loss)):
+            metrics = evaluate(model, data, split, batch_size=256)
+            assert (metrics.top1, metrics.loss) == pytest.approx((acc, loss), rel=1e-6), split
+
+
+def test_moves_are_the_rule_applied_to_the_recorded_fur(finished):
+    cfg, result = finished
+    rule = cfg.rule()
+    for r in result.records:
+        adjusted, moves = adjust_widths(r.widths, result.widths_original, r.fur, rule, r.round)
+        assert moves == r.moves
+        # k shrinks by round (3, then round(2.5) = 2); every widened layer moves, narrowing may
+        # stop at the minimum width.
+        widened = [k for k, d in moves.items() if d > 0]
+        assert len(widened) == rule.layers_to_move(r.round) == (3, 2)[r.round]
+        assert set(widened) == set(sorted(r.fur, key=r.fur.get, reverse=True)[:len(widened)])
+        assert len(moves) - len(widened) <= len(widened)
+        assert r.next_widths == fit_budget(ARCH, adjusted, result.summary.macs_target, tolerance=cfg.tolerance,
+                                           min_width=min(cfg.min_width, *adjusted.values()))
 
 
 def test_every_round_is_within_the_budget(finished):
     cfg, result = finished
-    arch = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.25)
-    target = result.summary["macs_target"]
-    assert target == arch.macs(arch.default_widths())
+    target = result.summary.macs_target
+    assert target == ARCH.macs(ARCH.default_widths())
     for r in result.records:
-        assert arch.macs(r["widths"]) == r["macs"]
-        assert within(r["macs"], target, cfg.tolerance) and within(r["next_macs"], target, cfg.tolerance)
+        assert ARCH.macs(r.widths) == r.macs and ARCH.params(r.widths) == r.params
+        assert within(r.macs, target, cfg.tolerance) and within(r.next_macs, target, cfg.tolerance)
 
 
 def test_final_files_and_summary(finished):
-    _, result = finished
+    cfg, result = finished
     run = result.run_dir
     final = json.loads((run / "widths_final.json").read_text())
-    assert final == result.records[-1]["next_widths"] == result.widths_final
+    assert final == result.records[-1].next_widths == result.widths_final
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["macs_final"] == result.records[-1]["next_macs"]
-    assert summary["macs_original"] == result.records[0]["macs"]
-    for key in ("original_test_acc", "searched_test_acc"):
-        assert 0 <= summary[key] <= 1
+    assert Summary.from_dict(summary, where="test") == result.summary
+    assert summary["macs_final"] == result.records[-1].next_macs
+    assert summary["macs_original"] == result.records[0].macs
+    finals = {name: json.loads((run / "final" / f"{name}_seed0.json").read_text()) for name in ("original", "searched")}
+    assert finals["original"]["widths"] == result.widths_original and finals["searched"]["widths"] == final
+    assert summary["original_test_accs"] == [finals["original"]["test_acc"]] == [summary["original_test_acc"]]
+    assert summary["searched_test_accs"] == [finals["searched"]["test_acc"]] == [summary["searched_test_acc"]]
+    assert summary["test_acc_gain"] == summary["searched_test_acc"] - summary["original_test_acc"]
+    assert summary["final_seeds"] == [0] and "test_acc_gain_ci95" not in summary  # one seed: no interval
     config = json.loads((run / "config.json").read_text())
-    assert config["rounds"] == 2 and config["epochs"] == 1
+    assert config == cfg.to_flat() and config["rounds"] == 2 and config["epochs"] == 1
 
 
 def test_checkpoints_rebuild_their_round(finished):
     _, result = finished
     state = torch.load(result.run_dir / "checkpoints" / "round1.pt", weights_only=False)
-    assert state["widths"] == result.records[1]["widths"]
-    settings = dict(state["arch"])
-    arch = get_arch(settings.pop("arch"), **settings)
-    model = arch.build(state["widths"])
-    model.load_state_dict(state["model"])  # shapes match exactly
+    assert state["widths"] == result.records[1].widths
+    rebuild(result.run_dir / "checkpoints" / "round1.pt")  # shapes match exactly
 
 
 @pytest.mark.parametrize("changes, error, message", [
@@ -82,6 +124,10 @@ def test_checkpoints_rebuild_their_round(finished):
     ({"heldout_fraction": 0.0}, ConfigError, "FUR needs a held-out split"),
     ({"batch_size": 100000}, DataError, "--batch-size 100000 is larger than the train split"),
     ({"arch": "resnet21"}, ConfigError, "unknown architecture"),
+    ({"device": "cuda:7"}, ConfigError, "--device cuda:7: "),
+    ({"device": "mps"}, ConfigError, "--device mps: Apple's MPS is not available here"),
+    ({"seed": 99999999999999999999}, ConfigError, "--seed must be an integer in \\[0, "),
+    ({"width_mult": float("inf")}, ConfigError, "--width-mult must be a finite number, got inf"),
 ])
 def test_bad_settings_fail_before_training(tmp_path, changes, error, message):
     with pytest.raises(error, match=message):

@@ -10,7 +10,8 @@ from netadjust.config import TrainConfig
 from netadjust.data import synthetic
 from netadjust.errors import TrainingError
 from netadjust.models import get_arch
-from netadjust.train import build_and_train, lr_at, set_dropout_schedule
+from netadjust.models import Probes
+from netadjust.train import build_and_train, lr_at
 
 from test_cli import run_cli
 
@@ -25,8 +26,9 @@ def test_cosine_schedule_with_warmup():
 
 def test_dropout_regulariser_ramps_with_epoch_and_depth():
     model = get_arch("resnet20", input_size=8).build()
-    set_dropout_schedule(model, 0.05, epoch=5, epochs=10)
-    rates = [p.p for p in model.probes().values()]
+    probes = Probes(model)
+    probes.set_regulariser(0.05, epoch=5, epochs=10)
+    rates = probes.rates()
     assert rates[-1] == pytest.approx(0.025) and rates[0] == pytest.approx(0.025 / 18)
     assert rates == sorted(rates)
 

@@ -15,12 +15,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import random_widths, small_arch
 from netadjust.cli import main
 from netadjust.errors import ConfigError
-from netadjust.models import get_arch, list_archs
+from netadjust.models import Probes, get_arch, list_archs
 from netadjust.models.mobilenet import make_divisible
 
 ZOO = ["resnet18", "resnet34", "mobilenet_v2", "mnasnet_a1", "densenet40", "pyramidnet20"]
 
-# The paper's searched ResNet-18 0.8x, per block conv1, conv2 (DESIGN.md §3).
+# The paper's searched ResNet-18 0.8x, per block conv1, conv2 (docs/method.md#reference-numbers).
 SEARCHED_R18 = [26, 53, 16, 62, 103, 96, 84, 89, 366, 162, 184, 174, 673, 283, 637, 833]
 
 IMAGENET = {"num_classes": 1000, "input_size": 224}
@@ -73,7 +73,7 @@ def test_exact_counts_of_the_reference_networks():
     assert r18.macs(r18.default_widths()) == 1_814_073_344
     dn = get_arch("densenet40", **CIFAR100)
     w = dn.default_widths()
-    assert dn.macs(w) == 282_958_368 and 1.0e6 < dn.params(w) < 1.15e6  # 1,100,428: "about 1.0M"
+    assert dn.macs(w) == 282_958_368 and dn.params(w) == 1_100_428  # the paper's "about 1.0M"
     pyr = get_arch("pyramidnet20", **CIFAR100)
     w = pyr.default_widths()
     stem = pyr.layers(w)[0]
@@ -167,8 +167,9 @@ def test_pyramidnet_widths_grow_linearly_with_alpha():
     assert set(get_arch("pyramidnet20", alpha=0).default_widths().values()) == {16}
     assert get_arch("pyramidnet20", alpha=48).default_widths()["stage3.block2.conv2"] == 64
     assert get_arch("pyramidnet20", alpha=48).settings()["alpha"] == 48
-    with pytest.raises(ConfigError, match="alpha must be a number >= 0"):
-        get_arch("pyramidnet20", alpha=-1)
+    for bad in (-1, float("inf"), "wide"):
+        with pytest.raises(ConfigError, match="alpha must be a"):
+            get_arch("pyramidnet20", alpha=bad)
     with pytest.raises(ConfigError, match="does not take option"):
         get_arch("resnet18", residual="max")
 
@@ -201,7 +202,7 @@ def test_every_probe_sees_its_keys_width(name, rng):
     def record(probe, inputs, output):
         seen.setdefault(probe.key, inputs[0].shape[1])  # returns None: the output is kept
 
-    for probe in model.probes().values():
+    for probe in Probes(model).by_key.values():
         probe.register_forward_hook(record)
     model(torch.randn(1, arch.in_channels, arch.input_size, arch.input_size))
     assert seen == w

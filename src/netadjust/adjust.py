@@ -1,6 +1,6 @@
 """The adjustment step: widen the layers with the highest FUR, narrow the lowest (pure).
 
-Official code's rule (DESIGN.md §2): in round ``t``, ``k_t = max(round(k - t * k_decay), 0)``
+Official code's rule (docs/method.md#adjustment-rule): in round ``t``, ``k_t = max(round(k - t * k_decay), 0)``
 layers move each way. The layer at rank ``r`` (0 = the most extreme FUR) moves by
 ``round(a_r * initial_width)`` with ``a_r = max(arch_lr - r * arch_lr_decay, 0)``: steps are
 relative to the layer's width at the start of the search, so they do not compound. Narrowing
@@ -41,7 +41,9 @@ def adjust_widths(widths: Mapping[str, int], initial: Mapping[str, int], fur: Ma
                   rule: AdjustRule, round_index: int) -> tuple[dict[str, int], dict[str, int]]:
     """New widths after one adjustment, and the change of every key that moved.
 
-    Ties in FUR keep the keys' forward order (Python's sort is stable).
+    Keys are ranked by FUR with Python's stable sort: among equal FURs the earlier key is
+    widened first, and, since the narrowed side reads the ranking from its end, the later key
+    is narrowed first.
     """
     count = rule.layers_to_move(round_index)
     ranked = sorted(widths, key=lambda key: fur[key], reverse=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -71,10 +73,31 @@ def all_gather_objects(obj) -> list:
     return out
 
 
+def shutdown() -> None:
+    """Leave the process group (if any) once every rank got here: a process that exits with the
+    group's threads still running aborts ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks this rank's CUDA device when there is one, else the CPU."""
+    """``auto`` picks this rank's CUDA device when there is one, else the CPU; a device that
+    this machine does not have is a :class:`ConfigError` (before anything is written)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", dist_env().local_rank % torch.cuda.device_count())
         return torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "no GPU is visible" if torch.backends.cuda.is_built() else f"torch {torch.__version__} has no CUDA"
+            raise ConfigError(f"--device {name}: CUDA is not available here ({why}); use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        if device.index is None:
+            device = torch.device("cuda", dist_env().local_rank % count)
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: Apple's MPS is not available here; use --device cpu or auto")
+    return device

@@ -1,7 +1,7 @@
 """FLOPs utilization ratio (FUR) of every searchable layer, by channel dropout on held-out data.
 
-FUR_l = dAcc/dFLOPs along c_l (DESIGN.md §2). It is estimated by removing the same expected
-MACs from one layer at a time and measuring how much the held-out loss rises:
+FUR_l = dAcc/dFLOPs along c_l (docs/method.md#fur). It is estimated by removing the same
+expected MACs from one layer at a time and measuring how much the held-out loss rises:
 
 - ``cost_l = c_l * dMACs/dc_l`` is what layer l's channels cost (the layer and its readers);
 - the drop rate is ``p_l = base_drop_rate * mean_k(cost_k) / cost_l`` (clipped below 1 with a
@@ -10,13 +10,13 @@ MACs from one layer at a time and measuring how much the held-out loss rises:
 - with the model in eval mode and only probe l active, ``FUR_l`` is the mean over ``repeats``
   passes of (cross-entropy with the drop - cross-entropy without), on the same batches.
 
-Two modes compute the same estimator:
+Two modes compute the same estimator (docs/method.md#estimator-modes), one function each:
 
-- ``reference``: the official scheme, ``repeats`` full forward passes over the held-out split
-  per layer;
-- ``fast`` (default): each batch's activations entering every segment of the net are computed
-  once; each probe then runs only the segments from its own onwards, with its ``repeats``
-  stacked into one larger batch.
+- ``reference`` (:func:`reference_losses`): the official scheme, ``repeats`` full forward
+  passes over the held-out split per layer;
+- ``fast`` (default, :func:`fast_losses`): each batch's activations entering every segment of
+  the net are computed once; each probe then runs only the segments from its own onwards, with
+  its ``repeats`` stacked into one larger batch.
 
 The fast mode also lowers the noise of the estimate with a control variate. To first order,
 dropping channels with mask ``m`` (scaled by ``1 / (1 - p)``) changes a sample's loss by
@@ -35,12 +35,9 @@ ranks and the results gathered: every rank ends with the same, world-size-indepe
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -49,12 +46,13 @@ from tqdm.auto import tqdm
 
 from .data import DataSource
 from .dist import DistEnv, all_gather_objects
-from .models import Arch, SegmentedNet
-from .train import probes_off
+from .models import Arch, Probes, SegmentedNet
+from .stats import mean_stderr
 
 log = logging.getLogger(__name__)
 
 MAX_DROP_RATE = 0.9
+Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -84,6 +82,27 @@ def drop_rates(arch: Arch, widths: Mapping[str, int], base_drop_rate: float,
     return {k: min(p, max_rate) for k, p in rates.items()}, clipped
 
 
+def _summed_loss(model: SegmentedNet, batches: Batches) -> torch.Tensor:
+    return sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
+
+
+@torch.no_grad()
+def reference_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys: Sequence[str],
+                     rates: Mapping[str, float], repeats: int, *, progress: bool = False
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The official scheme: a full pass over ``batches`` per key and repeat.
+
+    Returns the summed loss without drop, and per key the summed loss of each repeat with that
+    key's probe dropping at its rate (a ``(repeats,)`` tensor).
+    """
+    base = _summed_loss(model, batches)
+    sums = {}
+    for key in tqdm(keys, desc="FUR", leave=False, disable=None if progress else True):
+        with probes.active(key, rates[key]):
+            sums[key] = torch.stack([_summed_loss(model, batches) for _ in range(repeats)])
+    return base, sums
+
+
 def _first_order_slopes(losses: torch.Tensor, activations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per sample and channel, sum over space of activation * d(own loss)/d(activation): (B, C).
 
@@ -99,12 +118,43 @@ def _first_order_slopes(losses: torch.Tensor, activations: dict[str, torch.Tenso
     return out
 
 
-def _summarise(per_repeat: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard error of per-repeat loss increases."""
-    values = per_repeat.tolist()
-    mean = statistics.fmean(values)
-    err = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return mean, err
+@torch.no_grad()
+def fast_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys: Sequence[str],
+                rates: Mapping[str, float], repeats: int, *, control_variate: bool = True, progress: bool = False
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """What :func:`reference_losses` returns, computed segment-wise with the repeats stacked;
+    ``control_variate`` subtracts each sample's zero-mean first-order loss change."""
+    segment_of = model.probe_segments()
+    segments = list(model.segments)
+    device = batches[0][0].device if batches else torch.device("cpu")
+    base = torch.zeros((), dtype=torch.float64, device=device)
+    sums = {key: torch.zeros(repeats, dtype=torch.float64, device=device) for key in keys}
+    with probes.tracing(keys) as traces:
+        for x, y in tqdm(batches, desc="FUR", leave=False, disable=None if progress else True):
+            with torch.set_grad_enabled(control_variate):
+                inputs = [x]  # inputs[i]: activations entering segment i
+                for segment in segments:
+                    inputs.append(segment(inputs[-1]))
+                losses = F.cross_entropy(inputs[-1], y, reduction="none")
+                if control_variate:
+                    slopes = _first_order_slopes(losses, {key: traces[key].activation for key in keys})
+            base += losses.sum().detach().double()
+            inputs = [h.detach() for h in inputs]
+            targets = y.repeat(repeats)
+            for key in keys:
+                i = segment_of[key]
+                h = inputs[i].repeat((repeats,) + (1,) * (inputs[i].dim() - 1))  # (R*B, ...)
+                with probes.active(key, rates[key]):
+                    for segment in segments[i:]:
+                        h = segment(h)
+                dropped = F.cross_entropy(h, targets, reduction="none").view(repeats, len(y))
+                if control_variate:
+                    # Subtract the first-order change, sum_c (m_c / (1 - p) - 1) * slope_c: zero
+                    # in expectation, so the mean is unchanged, but most of the noise goes.
+                    mask = traces[key].mask.view(repeats, len(y), -1)
+                    dropped = dropped - ((mask - 1) * slopes[key]).sum(-1)
+                sums[key] += dropped.sum(1).double()
+    return base, sums
 
 
 @torch.no_grad()
@@ -114,67 +164,26 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
                  control_variate: bool = True, env: DistEnv = DistEnv(), progress: bool = False) -> FurResult:
     """FUR of every searchable layer of the trained ``model`` (built from ``arch`` at ``widths``).
 
-    ``control_variate`` (fast mode): subtract each sample's first-order loss change, which has
-    mean zero under the dropout mask, from its measured change (see the module docstring).
+    ``mode``: "fast" or "reference"; ``control_variate`` applies to the fast mode (see the
+    module docstring).
     """
+    if mode not in ("fast", "reference"):
+        raise ValueError(f"unknown FUR mode {mode!r}")
     start = time.perf_counter()
     rates, clipped = drop_rates(arch, widths, base_drop_rate)
     model.to(device).eval()
-    probes = model.probes()
+    probes = Probes(model)
     mine = list(widths)[env.rank::env.world_size]  # this rank's share of the keys
-    for i, key in enumerate(widths):
-        probes[key].generator = torch.Generator(device).manual_seed(seed * 100_003 + i)
     batches = list(data.batches(split, batch_size=batch_size, train=False, device=device))
     count = sum(len(y) for _, y in batches)
-    # sums[key][r]: summed loss over the split of repeat r with probe `key` active.
-    sums = {key: torch.zeros(repeats, dtype=torch.float64, device=device) for key in mine}
-    base = torch.zeros((), dtype=torch.float64, device=device)
-    with probes_off(model):
+    with probes.off(), probes.streams(seed, device):
         if mode == "reference":
-            base += sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
-            for key in tqdm(mine, desc="FUR", leave=False, disable=None if progress else True):
-                probes[key].p = rates[key]
-                for r in range(repeats):
-                    sums[key][r] = sum(F.cross_entropy(model(x), y, reduction="sum").double() for x, y in batches)
-                probes[key].p = 0.0
-        elif mode == "fast":
-            segment_of = model.probe_segments()
-            segments = list(model.segments)
-            for x, y in tqdm(batches, desc="FUR", leave=False, disable=None if progress else True):
-                with torch.enable_grad() if control_variate else contextlib.nullcontext():
-                    for key in mine:
-                        probes[key].trace = {}
-                    inputs = [x]  # inputs[i]: activations entering segment i
-                    for segment in segments:
-                        inputs.append(segment(inputs[-1]))
-                    losses = F.cross_entropy(inputs[-1], y, reduction="none")
-                    if control_variate:
-                        slopes = _first_order_slopes(losses, {key: probes[key].trace["activation"] for key in mine})
-                base += losses.sum().detach().double()
-                inputs = [h.detach() for h in inputs]
-                targets = y.repeat(repeats)
-                for key in mine:
-                    i = segment_of[key]
-                    h = inputs[i].repeat((repeats,) + (1,) * (inputs[i].dim() - 1))  # (R*B, ...)
-                    probes[key].p = rates[key]
-                    for segment in segments[i:]:
-                        h = segment(h)
-                    probes[key].p = 0.0
-                    dropped = F.cross_entropy(h, targets, reduction="none").view(repeats, len(y))
-                    if control_variate:
-                        # Subtract the first-order change, sum_c (m_c / (1 - p) - 1) * slope_c: zero
-                        # in expectation, so the mean is unchanged, but most of the noise goes.
-                        mask = probes[key].trace["mask"].view(repeats, len(y), -1)
-                        dropped = dropped - ((mask - 1) * slopes[key]).sum(-1)
-                    sums[key] += dropped.sum(1).double()
-            for key in mine:
-                probes[key].trace = None
+            base, sums = reference_losses(model, probes, batches, mine, rates, repeats, progress=progress)
         else:
-            raise ValueError(f"unknown FUR mode {mode!r}")
-    for probe in probes.values():
-        probe.generator = None
+            base, sums = fast_losses(model, probes, batches, mine, rates, repeats, control_variate=control_variate,
+                                     progress=progress)
     base_loss = base.item() / count
-    local = {key: _summarise(sums[key] / count - base_loss) for key in mine}
+    local = {key: mean_stderr((sums[key] / count - base_loss).tolist()) for key in mine}
     merged = {k: v for part in all_gather_objects(local) for k, v in part.items()}
     fur = {key: merged[key][0] for key in widths}
     stderr = {key: merged[key][1] for key in widths}

@@ -2,32 +2,29 @@
 
 ``search(SearchConfig(...))`` runs a whole search into a run directory (see rundir.py) and
 returns a :class:`SearchResult`. Every check that needs no training (architecture, data, the
-budget, ``k``) runs before the first epoch, so a bad flag fails in seconds.
+budget, ``k``) runs before the run directory is touched (session.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .adjust import AdjustRule, adjust_widths
+from .adjust import adjust_widths
 from .budget import fit_budget, within
-from .config import SearchConfig, flatten
-from .data import DataSource, load_dataset
-from .dist import DistEnv, broadcast_object, init_distributed, pick_device
-from .errors import ConfigError, DataError
+from .config import SearchConfig
+from .dist import broadcast_object
 from .fur import estimate_fur
-from .io import save_torch_atomic
-from .models import Arch, family_options, get_arch
+from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
-from .train import build_and_train, check_batch_size
-from .widths import load_widths
+from .session import Session, open_run, open_session
+from .stats import mean_std, paired_difference
+from .train import build_and_train
+from .widths import Widths
 
 log = logging.getLogger(__name__)
 
@@ -35,101 +32,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class SearchResult:
     run_dir: Path
-    records: list[dict[str, Any]]
-    widths_original: dict[str, int]  # the starting widths, at the budget
-    widths_final: dict[str, int]
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Setup:
-    """What a search needs, checked before any training."""
-
-    cfg: SearchConfig
-    data: DataSource
-    arch: Arch
-    widths_original: dict[str, int]
-    target_macs: float
-    rule: AdjustRule
-    device: torch.device
-    env: DistEnv
-
-
-def load_data(cfg: SearchConfig) -> DataSource:
-    """The data set ``cfg`` names, with its held-out split."""
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, heldout_fraction=cfg.heldout_fraction,
-                        seed=cfg.seed, train_subset=cfg.train_subset)
-
-
-def arch_for(cfg: SearchConfig, data: DataSource) -> Arch:
-    """The architecture ``cfg`` names, shaped for ``data`` (classes, channels, image size)."""
-    return get_arch(cfg.arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                    input_size=data.input_size, width_mult=cfg.width_mult, **family_options(cfg))
-
-
-def start_widths(cfg: SearchConfig, arch: Arch) -> dict[str, int]:
-    """The widths file ``cfg`` names, validated, or the family's initial widths."""
-    return arch.validate(load_widths(cfg.widths)) if cfg.widths else arch.default_widths()
-
-
-def prepare(cfg: SearchConfig) -> Setup:
-    """Validate everything that can be checked without training; load the data."""
-    cfg.validate()
-    device = pick_device(cfg.train.device)
-    env = init_distributed(device)
-    data = load_data(cfg)
-    if data.size("heldout") == 0:
-        raise DataError(f"the held-out split of {cfg.dataset} is empty: FUR is estimated on it; "
-                        f"raise --heldout-fraction or --train-subset")
-    check_batch_size(data, "train", cfg.train.batch_size, env.world_size)
-    arch = arch_for(cfg, data)
-    rule = AdjustRule(cfg.k, cfg.k_decay, cfg.arch_lr, cfg.arch_lr_decay, cfg.min_width)
-    rule.check(len(arch.keys()))
-    start = start_widths(cfg, arch)
-    target = cfg.budget * arch.macs(arch.default_widths())
-    original = fit_budget(arch, start, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
-                          min_width=min(cfg.min_width, *start.values()))
-    return Setup(cfg, data, arch, original, target, rule, device, env)
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _open_run(cfg: SearchConfig, resume: bool, overwrite: bool, allow_changes: bool) -> tuple[RunDir, list[dict[str, Any]]]:
-    run = RunDir(cfg.out)
-    if not run.exists():
-        if resume:
-            raise ConfigError(f"nothing to resume: {run.path} does not exist or is empty")
-        return run, []
-    if overwrite:
-        import shutil
-
-        shutil.rmtree(run.path)
-        return run, []
-    if not resume:
-        raise ConfigError(f"run directory {run.path} already exists; pass --resume to continue it, "
-                          f"--overwrite to replace it, or choose another --out")
-    stored = flatten(run.read_json(run.config))
-    mine = flatten(cfg.to_dict())
-    # `out` may differ: a run directory can be moved.
-    changed = [f"{k} (stored {stored.get(k)!r}, now {v!r})" for k, v in mine.items()
-               if stored.get(k) != v and k != "out"]
-    if changed and not allow_changes:
-        raise ConfigError(f"cannot resume {run.path} with a different configuration: {'; '.join(changed)}; "
-                          f"pass --allow-changes if that is intended")
-    if changed:
-        log.warning("resuming %s with changed settings: %s", run.path, "; ".join(changed))
-    return run, run.read_records()
-
-
-def _trainer_state(run: RunDir, path: Path, env: DistEnv, **meta: Any) -> dict[str, Any]:
-    """``build_and_train`` arguments that save after every epoch to ``path`` and resume from it."""
-    def save(state: dict[str, Any]) -> None:
-        if env.is_main:
-            save_torch_atomic(path, {**meta, **state})
-
-    return {"checkpoint": save, "resume": run.training_state(path, meta)}
+    records: list[RoundRecord]
+    widths_original: Widths  # the starting widths, at the budget
+    widths_final: Widths
+    summary: Summary
 
 
 def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, allow_changes: bool = False,
@@ -139,115 +45,116 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
     ``resume=True`` continues the run in ``cfg.out`` from its last completed epoch; its stored
     configuration must equal ``cfg`` unless ``allow_changes``.
     """
-    setup = prepare(cfg)
-    env, arch, data = setup.env, setup.arch, setup.data
-    run, records = RunDir(cfg.out), []
-    opened: Any = None
-    if env.is_main:
-        try:
-            run, records = _open_run(cfg, resume, overwrite, allow_changes)
-            opened = records
-        except ConfigError as exc:
-            opened = exc
-    opened = broadcast_object(opened)  # other ranks fail with rank 0's error instead of waiting
-    if isinstance(opened, ConfigError):
-        raise opened
-    records = opened
-    if env.is_main:
-        run.write_json(run.config, flatten(cfg.to_dict()))
-    widths = records[-1]["next_widths"] if records else setup.widths_original
+    session = open_session(cfg, need_heldout=True)
+    arch, data, env = session.arch, session.data, session.env
+    rule = cfg.rule()
+    rule.check(len(arch.keys()))
+    target = cfg.budget * arch.macs(arch.default_widths())
+    original = fit_budget(arch, session.widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
+                          min_width=min(cfg.min_width, *session.widths.values()))
+    run, records = open_run(session, resume=resume, overwrite=overwrite, allow_changes=allow_changes)
+    widths = records[-1].next_widths if records else original
     log.info("search: %s on %s, %d searchable layers, target %.3fM MACs, %d rounds%s", arch.name, data.name,
-             len(widths), setup.target_macs / 1e6, cfg.rounds,
-             f" (resuming after round {len(records)})" if records else "")
+             len(widths), target / 1e6, cfg.rounds, f" (resuming after round {len(records)})" if records else "")
     started, first = time.perf_counter(), len(records)
     for t in range(first, cfg.rounds):
         round_start = time.perf_counter()
-        trained = build_and_train(arch, widths, data, cfg.train, seed=cfg.seed, device=setup.device, env=env,
+        trained = build_and_train(arch, widths, data, cfg.train, seed=cfg.seed, device=session.device, env=env,
                                   progress=progress, desc=f"round {t + 1}/{cfg.rounds}",
-                                  **_trainer_state(run, run.current, env, round=t, widths=widths))
+                                  **run.trainer_state(run.current, write=env.is_main, round=t, widths=widths,
+                                                      train=dataclasses.asdict(cfg.train)))
         train_seconds = time.perf_counter() - round_start
         if env.is_main:
-            run.save_checkpoint(t, {"round": t, "widths": widths, "arch": arch.settings(),
-                                    "config": flatten(cfg.to_dict()), "model": trained.model.state_dict()})
+            run.save_checkpoint(t, {"round": t, "widths": widths, "arch": arch.settings(), "config": cfg.to_flat(),
+                                    "model": trained.model.state_dict()})
         # Every rank probes its share of the layers and ends with the whole FUR vector.
         fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
                            repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
-                           control_variate=cfg.fur_control_variate, device=setup.device, seed=cfg.seed + t,
+                           control_variate=cfg.fur_control_variate, device=session.device, seed=cfg.seed + t,
                            env=env, progress=progress and env.is_main)
-        adjusted, moves = adjust_widths(widths, setup.widths_original, fur.fur, setup.rule, t)
-        next_widths = fit_budget(arch, adjusted, setup.target_macs, tolerance=cfg.tolerance,
-                                 multiple_of=cfg.multiple_of, min_width=min(cfg.min_width, *adjusted.values()))
+        adjusted, moves = adjust_widths(widths, original, fur.fur, rule, t)
+        next_widths = fit_budget(arch, adjusted, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
+                                 min_width=min(cfg.min_width, *adjusted.values()))
         if broadcast_object(next_widths) != next_widths:
             raise RuntimeError(f"rank {env.rank} computed other widths than rank 0 in round {t}")
-        macs = arch.macs(widths)
-        record = {
-            "round": t, "widths": widths, "macs": macs, "params": arch.params(widths),
-            "heldout_acc": trained.metrics["heldout"].top1, "heldout_loss": trained.metrics["heldout"].loss,
-            "test_acc": trained.metrics["test"].top1, "test_loss": trained.metrics["test"].loss,
-            "fur": fur.fur, "fur_stderr": fur.stderr, "drop_rate": fur.drop_rate, "drop_rate_clipped": fur.clipped,
-            "fur_base_loss": fur.base_loss, "moves": moves, "next_widths": next_widths,
-            "next_macs": arch.macs(next_widths), "train_seconds": train_seconds, "fur_seconds": fur.seconds,
-            "seconds": time.perf_counter() - round_start, "history": trained.history,
-        }
+        heldout, test = trained.metrics["heldout"], trained.metrics["test"]
+        record = RoundRecord(
+            round=t, widths=widths, macs=arch.macs(widths), params=arch.params(widths),
+            heldout_acc=heldout.top1, heldout_loss=heldout.loss, test_acc=test.top1, test_loss=test.loss,
+            fur=fur.fur, fur_stderr=fur.stderr, drop_rate=fur.drop_rate, drop_rate_clipped=fur.clipped,
+            fur_base_loss=fur.base_loss, moves=moves, next_widths=next_widths, next_macs=arch.macs(next_widths),
+            train_seconds=train_seconds, fur_seconds=fur.seconds, seconds=time.perf_counter() - round_start,
+            history=trained.history)
         if env.is_main:
             run.append_record(record)
             run.current.unlink(missing_ok=True)
         records.append(record)
-        # Remaining rounds at this pace, plus two final trainings of final_epochs each.
+        # Remaining rounds at this pace, plus the final trainings.
         per_round = (time.perf_counter() - started) / (t + 1 - first)
-        eta = per_round * (cfg.rounds - t - 1) + 2 * train_seconds * cfg.final_epochs / cfg.train.epochs
+        finals = 2 * cfg.final_seeds * train_seconds * cfg.final_epochs / cfg.train.epochs
         widened = sum(1 for d in moves.values() if d > 0)
         log.info("round %2d/%d  MACs %8.3fM  held-out %6.2f%%  test %6.2f%%  train %6.1fs  FUR %5.1fs  "
-                 "widened %d narrowed %d  next MACs %8.3fM  ETA %s", t + 1, cfg.rounds, macs / 1e6,
-                 100 * record["heldout_acc"], 100 * record["test_acc"], train_seconds, fur.seconds, widened,
-                 len(moves) - widened, record["next_macs"] / 1e6, _hms(eta))
+                 "widened %d narrowed %d  next MACs %8.3fM  ETA %s", t + 1, cfg.rounds, record.macs / 1e6,
+                 100 * record.heldout_acc, 100 * record.test_acc, train_seconds, fur.seconds, widened,
+                 len(moves) - widened, record.next_macs / 1e6, _hms(per_round * (cfg.rounds - t - 1) + finals))
         widths = next_widths
-    final = widths
-    summary: dict[str, Any] = {
-        "arch": arch.settings(), "dataset": data.name, "rounds": cfg.rounds,
-        "macs_original": arch.macs(setup.widths_original), "macs_final": arch.macs(final),
-        "macs_target": setup.target_macs, "params_original": arch.params(setup.widths_original),
-        "params_final": arch.params(final), "within_tolerance": within(arch.macs(final), setup.target_macs, cfg.tolerance),
-        "search_seconds": sum(r["seconds"] for r in records),
-    }
+    summary = Summary(
+        arch=arch.settings(), dataset=data.name, rounds=cfg.rounds, macs_original=arch.macs(original),
+        macs_final=arch.macs(widths), macs_target=target, params_original=arch.params(original),
+        params_final=arch.params(widths), within_tolerance=within(arch.macs(widths), target, cfg.tolerance),
+        search_seconds=sum(r.seconds for r in records))
     if env.is_main:
-        run.write_json(run.widths_final, final)
+        run.write_json(run.widths_final, widths)
     if cfg.final_epochs > 0:
-        summary.update(final_comparison(setup, run, final, progress=progress))
+        summary = dataclasses.replace(summary, **final_comparison(session, run, original, widths, progress=progress))
     if env.is_main:
-        run.write_json(run.summary, summary)
-    return SearchResult(run.path, records, setup.widths_original, final, summary)
+        run.write_json(run.summary, summary.to_dict())
+    return SearchResult(run.path, records, original, widths, summary)
 
 
-def final_comparison(setup: Setup, run: RunDir, searched: dict[str, int], *, progress: bool = True) -> dict[str, Any]:
-    """Retrain the original and the searched widths with the same schedule and seed; compare on test.
+def final_comparison(session: Session, run: RunDir, original: Widths, searched: Widths, *,
+                     progress: bool = True) -> dict[str, Any]:
+    """Retrain the original and the searched widths with the same schedule, on seeds ``seed ..
+    seed + final_seeds - 1``; compare on test, paired by seed. Returns the Summary's fields.
 
     As in the official code, the final trainings use the whole training set (train + held-out).
+    A result already on disk (an interrupted comparison) is reused only if it trained the same
+    widths with the same schedule.
     """
-    cfg = setup.cfg
-    schedule = cfg.replace(epochs=cfg.final_epochs).train
-    results: dict[str, list[float]] = {"original": [], "searched": []}
-    for name, widths in (("original", setup.widths_original), ("searched", searched)):
-        path = run.final / f"{name}_seed{cfg.seed}.json"
-        if path.exists():  # finished before an interruption
-            results[name].append(run.read_json(path)["test_acc"])
-            continue
-        trained = build_and_train(setup.arch, widths, setup.data, schedule, seed=cfg.seed, device=setup.device,
-                                  env=setup.env, progress=progress, desc=f"final {name}", eval_splits=("test",),
-                                  train_split="full",
-                                  **_trainer_state(run, path.with_suffix(".pt"), setup.env, widths=widths))
-        acc = trained.metrics["test"].top1
-        results[name].append(acc)
-        log.info("final %-8s  MACs %8.3fM  test %6.2f%%  %6.1fs", name, setup.arch.macs(widths) / 1e6, 100 * acc,
-                 trained.seconds)
-        if setup.env.is_main:
-            path.with_suffix(".pt").unlink(missing_ok=True)
-            run.write_json(path, {"widths": widths, "test_acc": acc, "test_loss": trained.metrics["test"].loss,
-                                  "epochs": cfg.final_epochs, "seed": cfg.seed, "seconds": trained.seconds})
-    original, _ = _mean_std(results["original"])
-    searched_acc, _ = _mean_std(results["searched"])
-    return {"final_epochs": cfg.final_epochs, "original_test_acc": original, "searched_test_acc": searched_acc,
-            "test_acc_gain": searched_acc - original}
+    cfg = session.cfg
+    schedule = dataclasses.replace(cfg.train, epochs=cfg.final_epochs)
+    settings = dataclasses.asdict(schedule)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.final_seeds))
+    accs: dict[str, list[float]] = {"original": [], "searched": []}
+    for seed in seeds:
+        for name, widths in (("original", original), ("searched", searched)):
+            path = run.final_result(name, seed)
+            if path.exists():
+                prior = run.read_final(path)
+                if prior.widths == widths and prior.train == settings:
+                    accs[name].append(prior.test_acc)
+                    continue
+                log.info("final %s seed %d: %s holds another configuration's result; retraining", name, seed, path)
+            trained = build_and_train(session.arch, widths, session.data, schedule, seed=seed, device=session.device,
+                                      env=session.env, progress=progress, desc=f"final {name} seed {seed}",
+                                      eval_splits=("test",), train_split="full",
+                                      **run.trainer_state(path.with_suffix(".pt"), write=session.env.is_main,
+                                                          widths=widths, train=settings))
+            test = trained.metrics["test"]
+            accs[name].append(test.top1)
+            log.info("final %-8s seed %d  MACs %8.3fM  test %6.2f%%  %6.1fs", name, seed,
+                     session.arch.macs(widths) / 1e6, 100 * test.top1, trained.seconds)
+            if session.env.is_main:
+                path.with_suffix(".pt").unlink(missing_ok=True)
+                run.write_json(path, FinalRun(widths=widths, test_acc=test.top1, test_loss=test.loss,
+                                              epochs=cfg.final_epochs, seed=seed, seconds=trained.seconds,
+                                              train=settings).to_dict())
+    (orig_mean, orig_std), (searched_mean, searched_std) = mean_std(accs["original"]), mean_std(accs["searched"])
+    gain, interval = paired_difference(accs["searched"], accs["original"])
+    return {"final_epochs": cfg.final_epochs, "final_seeds": seeds, "original_test_accs": accs["original"],
+            "searched_test_accs": accs["searched"], "original_test_acc": orig_mean, "searched_test_acc": searched_mean,
+            "original_test_acc_std": orig_std, "searched_test_acc_std": searched_std, "test_acc_gain": gain,
+            "test_acc_gain_ci95": list(interval) if interval else None}
 
 
 def _hms(seconds: float) -> str:

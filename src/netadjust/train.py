@@ -1,7 +1,7 @@
 """Training and evaluation of one width configuration.
 
-The official code's recipe (DESIGN.md §2): SGD with momentum, cosine learning rate from
-``lr`` to ``min_lr`` (after an optional linear warm-up), weight decay, optional label
+The official code's recipe (docs/method.md#training-recipe): SGD with momentum, cosine learning
+rate from ``lr`` to ``min_lr`` (after an optional linear warm-up), weight decay, optional label
 smoothing, and channel dropout as a regulariser at every probe point, its rate ramped linearly
 over the epochs and scaled by depth ((i + 1) / L for the i-th of L probes). The trainer is the
 only place a model is moved to its device and wrapped in DDP.
@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .data import DataSource
 from .dist import DistEnv, all_reduce_sum
 from .errors import DataError, TrainingError
-from .models import Arch, SegmentedNet
+from .models import Arch, Probes, SegmentedNet
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +61,6 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def set_dropout_schedule(model: SegmentedNet, rate: float, epoch: int, epochs: int) -> None:
-    """The official regulariser: probe i of L drops ``rate * epoch / epochs * (i + 1) / L``."""
-    probes = list(model.probes().values())
-    for i, probe in enumerate(probes):
-        probe.p = rate * epoch / epochs * (i + 1) / len(probes)
-
-
-@contextlib.contextmanager
-def probes_off(model: SegmentedNet) -> Iterator[None]:
-    """Temporarily disable every probe (evaluation sees the whole network)."""
-    probes = list(model.probes().values())
-    saved = [p.p for p in probes]
-    for p in probes:
-        p.p = 0.0
-    try:
-        yield
-    finally:
-        for p, value in zip(probes, saved):
-            p.p = value
-
-
 def _autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -101,7 +80,7 @@ def evaluate(model: nn.Module, data: DataSource, split: str, *, batch_size: int 
     channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last) and device.type == "cuda"
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
     inner = model.module if hasattr(model, "module") else model
-    with probes_off(inner):
+    with Probes(inner).off():
         for x, y in data.batches(split, batch_size=batch_size, train=False, device=device,
                                  rank=env.rank, world_size=env.world_size):
             with _autocast(device, amp):
@@ -146,6 +125,7 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    probes = Probes(model)
     history: list[dict[str, float]] = []
     first_epoch = 0
     torch.manual_seed(seed)  # channel-dropout masks
@@ -164,7 +144,7 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed
     for epoch in range(first_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
         net.train()
-        set_dropout_schedule(model, cfg.drop_rate, epoch, cfg.epochs)
+        probes.set_regulariser(cfg.drop_rate, epoch, cfg.epochs)
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
         batches = data.batches(train_split, batch_size=cfg.batch_size, train=True, device=device, epoch=epoch,
                                seed=seed, rank=env.rank, world_size=env.world_size)
@@ -195,7 +175,7 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed
         if checkpoint is not None:
             checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": torch.get_rng_state(), "history": history})
-    set_dropout_schedule(model, 0.0, 0, 1)
+    probes.set_regulariser(0.0, 0, 1)
     model.eval()
     metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=device, env=env,
                                amp=cfg.amp)

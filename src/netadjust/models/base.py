@@ -15,13 +15,16 @@ configuration evaluates in tens of microseconds, which the budget solver relies 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConfigError
 from ..widths import Widths, validate_widths
-from .blocks import SegmentedNet
+
+if TYPE_CHECKING:
+    from .blocks import SegmentedNet
 
 
 class Layer(NamedTuple):
@@ -46,6 +49,20 @@ class Layer(NamedTuple):
         return weights + (self.cout if self.bias else 0) + (2 * self.cout if self.norm else 0)
 
 
+class PreNormLayer(Layer):
+    """A conv (or linear) preceded by BatchNorm over its *input* (pre-activation order).
+
+    Same MACs as :class:`Layer`; the parameters add the input BN's ``2 * cin`` affine pair.
+    ``norm`` keeps its meaning: a BN also follows the conv.
+    """
+
+    __slots__ = ()
+
+    @property
+    def params(self) -> int:
+        return super().params + 2 * self.cin
+
+
 def scale_width(width: int, mult: float) -> int:
     """A base width times a width multiplier, rounded to the nearest integer (at least 1)."""
     return max(1, int(round(width * mult)))
@@ -59,10 +76,13 @@ def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
 class Arch(ABC):
     """A model family with all its fixed settings; only the searchable widths vary.
 
-    Subclasses define the searchable keys and their initial widths, the layer list at given
-    widths (for exact FLOPs), and a builder from widths to a :class:`SegmentedNet` whose
-    probe points (one :class:`ChannelDrop` per key) sit at each searchable conv's BN output.
+    Subclasses set ``_defaults`` (every searchable key with its initial width, in forward
+    order) and define the layer list at given widths (for exact FLOPs) and a builder from
+    widths to a :class:`SegmentedNet` whose probe points (one :class:`ChannelDrop` per key)
+    sit at each searchable conv's BN output.
     """
+
+    _defaults: Widths
 
     def __init__(self, *, name: str, num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
                  width_mult: float = 1.0) -> None:
@@ -70,8 +90,8 @@ class Arch(ABC):
         for field, value in (("num_classes", num_classes), ("in_channels", in_channels), ("input_size", input_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{field} must be a positive integer, got {value!r}")
-        if not isinstance(width_mult, (int, float)) or not width_mult > 0:
-            problems.append(f"width_mult must be > 0, got {width_mult!r}")
+        if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not 0 < width_mult < math.inf:
+            problems.append(f"width_mult must be a finite number > 0, got {width_mult!r}")
         if problems:
             raise ConfigError(f"{name}: " + "; ".join(problems))
         self.name = name
@@ -82,10 +102,6 @@ class Arch(ABC):
 
     # -- what a family defines ---------------------------------------------------------
     @abstractmethod
-    def default_widths(self) -> Widths:
-        """The initial widths of every searchable key, in forward order."""
-
-    @abstractmethod
     def layers(self, widths: Mapping[str, int]) -> list[Layer]:
         """Every MAC-bearing layer at ``widths`` (assumed valid), in forward order."""
 
@@ -94,10 +110,17 @@ class Arch(ABC):
         """The network for validated ``widths``."""
 
     def options(self) -> dict[str, Any]:
-        """Family-specific settings (beyond the common ones) needed to rebuild this arch."""
-        return {}
+        """Family-specific settings (beyond the common ones) needed to rebuild this arch: the
+        values of the options its registration declares (models/registry.py)."""
+        from .registry import options_of
+
+        return {o.name: getattr(self, o.name) for o in options_of(self.name)}
 
     # -- shared machinery --------------------------------------------------------------
+    def default_widths(self) -> Widths:
+        """The initial widths of every searchable key, in forward order."""
+        return dict(self._defaults)
+
     def settings(self) -> dict[str, Any]:
         """Everything :func:`netadjust.models.get_arch` needs to recreate this arch."""
         return {"arch": self.name, "num_classes": self.num_classes, "in_channels": self.in_channels,

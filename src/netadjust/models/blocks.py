@@ -1,49 +1,19 @@
-"""Building blocks shared by the model families: the probe point and the segmented net."""
+"""Building blocks shared by the model families: the segmented net, the basic residual block,
+the block plan of stage-structured nets, initialisation."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import conv_out
+from .probes import ChannelDrop
 
-class ChannelDrop(nn.Module):
-    """Channel-wise dropout ("SpatialDropout") at one searchable layer's BN output.
-
-    Identity while ``p == 0``. With ``0 < p < 1`` it zeroes each channel of each sample with
-    probability ``p`` and scales the survivors by ``1 / (1 - p)``, in train *and* eval mode:
-    the trainer uses it as a regulariser, and the FUR estimator uses it on a model in eval
-    mode to remove a known share of one layer's computation. ``key`` is the width key whose
-    channels it drops.
-    """
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        self.key = key
-        self.p = 0.0
-        # Masks come from this generator when set (the FUR estimator gives each key its own
-        # stream, so results do not depend on the order or the process that probes a key).
-        self.generator: torch.Generator | None = None
-        # When a dict, forward() stores its input ("activation", p == 0) or its scaled mask
-        # ("mask", p > 0) there: the FUR estimator's control variate reads them.
-        self.trace: dict[str, torch.Tensor] | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0:
-            if self.trace is not None:
-                self.trace["activation"] = x
-            return x
-        keep = 1.0 - self.p
-        # (N, C, 1, 1): one Bernoulli draw per sample and channel, broadcast over space.
-        shape = x.shape[:2] + (1,) * (x.dim() - 2)
-        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep, generator=self.generator)
-        mask.div_(keep)
-        if self.trace is not None:
-            self.trace["mask"] = mask
-        return x * mask
-
-    def extra_repr(self) -> str:
-        return f"key={self.key!r}, p={self.p}"
+SHORTCUTS = (None, "local", "max", "projection")
 
 
 class SegmentedNet(nn.Module):
@@ -62,13 +32,82 @@ class SegmentedNet(nn.Module):
             x = segment(x)
         return x
 
-    def probes(self) -> dict[str, ChannelDrop]:
-        """The probe of every width key, in forward order."""
-        return {m.key: m for m in self.modules() if isinstance(m, ChannelDrop)}
-
     def probe_segments(self) -> dict[str, int]:
         """For every width key, the index of the segment that holds its probe."""
         return {m.key: i for i, seg in enumerate(self.segments) for m in seg.modules() if isinstance(m, ChannelDrop)}
+
+
+class BlockPlan(NamedTuple):
+    """The fixed structure of one two-conv block of a stage-structured net."""
+
+    index: int  # over the whole net, from 0
+    stage: int  # from 0
+    key1: str
+    key2: str
+    stride: int
+    out_size: int  # output height = width
+
+
+def plan_blocks(depths: Sequence[int], input_size: int, stage_name: str = "stage") -> list[BlockPlan]:
+    """Blocks of stages with ``depths[s]`` blocks each; every stage after the first halves the
+    resolution in its first block (3x3 conv, stride 2, padding 1). Keys are
+    ``{stage_name}{s + 1}.block{b}.conv{1,2}``."""
+    plan, size = [], input_size
+    for s, n in enumerate(depths):
+        for b in range(n):
+            stride = 2 if s > 0 and b == 0 else 1
+            size = conv_out(size, 3, stride, 1)
+            prefix = f"{stage_name}{s + 1}.block{b}"
+            plan.append(BlockPlan(len(plan), s, f"{prefix}.conv1", f"{prefix}.conv2", stride, size))
+    return plan
+
+
+def stream_after(shortcut: str | None, stream: int, c2: int) -> int:
+    """Width of the stream leaving a :class:`BasicBlock` whose second conv has ``c2`` channels."""
+    return max(stream, c2) if shortcut == "max" else c2
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU, conv3x3-BN, shortcut, ReLU; both BN outputs probed.
+
+    ``shortcut``: ``None`` (a plain net), or, where stream and conv2 widths differ,
+    ``"local"`` (the identity truncated or zero-padded to conv2's width), ``"max"`` (the
+    narrower side zero-padded: the stream carries ``max(cin, c2)``) or ``"projection"`` (a 1x1
+    conv with BN to conv2's width, with the block's stride). Parameter-free shortcuts downsample
+    by 2x2 average pooling. Shapes: (N, cin, H, W) -> (N, stream_after(shortcut, cin, c2),
+    ceil(H / stride), ceil(W / stride)).
+    """
+
+    def __init__(self, key1: str, key2: str, cin: int, c1: int, c2: int, stride: int, shortcut: str | None) -> None:
+        super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+        self.conv1, self.bn1 = conv_bn(cin, c1, 3, stride)
+        self.probe1 = ChannelDrop(key1)
+        self.conv2, self.bn2 = conv_bn(c1, c2, 3, 1)
+        self.probe2 = ChannelDrop(key2)  # before the residual add: drops only this conv's work
+        # The projection's output width follows conv2's key; it is not probed on its own.
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, c2, 1, stride, bias=False), nn.BatchNorm2d(c2))
+                           if shortcut == "projection" else None)
+        self.stride = stride
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.probe1(self.bn1(self.conv1(x))))
+        out = self.probe2(self.bn2(self.conv2(out)))
+        if self.shortcut is None:
+            return F.relu(out)
+        if self.downsample is not None:
+            sc = self.downsample(x)
+        else:
+            # ceil_mode matches the conv's ceil(H / 2) output size for odd inputs.
+            sc = F.avg_pool2d(x, 2, ceil_mode=True) if self.stride > 1 else x
+            if self.shortcut == "local":
+                sc = pad_channels(sc[:, : out.shape[1]], out.shape[1])
+            else:
+                width = max(out.shape[1], sc.shape[1])
+                out, sc = pad_channels(out, width), pad_channels(sc, width)
+        return F.relu(out + sc)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -23,6 +23,7 @@ maps its input width to itself, so its cost is quadratic in the growths of the b
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -30,22 +31,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..widths import Widths
-from .base import Arch, Layer, scale_width
-from .blocks import ChannelDrop, SegmentedNet, init_weights
+from .base import Arch, Layer, PreNormLayer, scale_width
+from .blocks import SegmentedNet, init_weights
+from .probes import ChannelDrop
+from .registry import Option, register
 
-
-class PreNormLayer(Layer):
-    """A conv (or linear) preceded by BatchNorm over its *input* (pre-activation order).
-
-    Same MACs as :class:`Layer`; the parameters add the input BN's ``2 * cin`` affine pair.
-    ``norm`` keeps its meaning: a BN also follows the conv.
-    """
-
-    __slots__ = ()
-
-    @property
-    def params(self) -> int:
-        return super().params + 2 * self.cin
+GROWTH = Option("growth", int, 12, "DenseNet: growth rate of every layer", minimum=1)
 
 
 def _half(size: int) -> int:
@@ -81,27 +72,16 @@ class Transition(nn.Module):
 class DenseNet(Arch):
     """DenseNet (depth 3L+4, no bottleneck) for small images; every layer's growth is searchable."""
 
-    def __init__(self, *, depth: int = 40, growth: int = 12, name: str, **common) -> None:
+    def __init__(self, *, depth: int = 40, growth: int = GROWTH.default, name: str, **common) -> None:
         super().__init__(name=name, **common)
-        problems = []
         if depth < 7 or (depth - 4) % 3:
-            problems.append(f"depth must be 3L+4 with L >= 1 (40, 100, ...), got {depth}")
-        if isinstance(growth, bool) or not isinstance(growth, int) or growth < 1:
-            problems.append(f"growth must be a positive integer, got {growth!r}")
-        if problems:
-            raise ConfigError(f"{name}: " + "; ".join(problems))
+            raise ConfigError(f"{name}: depth must be 3L+4 with L >= 1 (40, 100, ...), got {depth}")
         self.depth, self.growth = depth, growth
         self.per_block = (depth - 4) // 3
         self.stem_width = scale_width(2 * growth, self.width_mult)
         self._defaults: Widths = {f"dense{b}.layer{j}.growth": scale_width(growth, self.width_mult)
                                   for b in range(1, 4) for j in range(self.per_block)}
         self._keys = [[f"dense{b}.layer{j}.growth" for j in range(self.per_block)] for b in range(1, 4)]
-
-    def options(self) -> dict:
-        return {"growth": self.growth}
-
-    def default_widths(self) -> Widths:
-        return dict(self._defaults)
 
     def layers(self, widths: Mapping[str, int]) -> list[Layer]:
         size = self.input_size
@@ -133,3 +113,7 @@ class DenseNet(Arch):
         net = SegmentedNet(segments)
         init_weights(net)
         return net
+
+
+register("densenet40", partial(DenseNet, depth=40),
+         "CIFAR DenseNet-40 (k=12, no bottleneck): searchable growth per layer", options=(GROWTH,))

@@ -26,15 +26,15 @@ rounded): the paper's 0.8x ResNet-18 has 51/102/204/409 channels, which is trunc
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, conv_out
-from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights, pad_channels
+from .blocks import BasicBlock, SegmentedNet, init_weights, plan_blocks, stream_after
+from .registry import IMAGENET_GEOMETRY, register
 
 BASE_WIDTHS = (64, 128, 256, 512)
 STEM_WIDTH = 64
@@ -50,34 +50,6 @@ def truncate_width(width: int, mult: float) -> int:
     return max(1, int(width * mult + 1e-9))
 
 
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU, conv3x3-BN, shortcut (projection or identity), ReLU.
-
-    Shapes: (N, cin, H, W) -> (N, cout, H', W'), H' = ceil(H / stride); cout = c2 with a
-    projection, max(cin, c2) with the identity (the narrower side zero-padded).
-    """
-
-    def __init__(self, key1: str, key2: str, cin: int, c1: int, c2: int, stride: int) -> None:
-        super().__init__()
-        self.conv1, self.bn1 = conv_bn(cin, c1, 3, stride)
-        self.probe1 = ChannelDrop(key1)
-        self.conv2, self.bn2 = conv_bn(c1, c2, 3, 1)
-        self.probe2 = ChannelDrop(key2)  # before the residual add: drops only this conv's work
-        # The projection's output width follows conv2's key; it is not probed on its own.
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, c2, 1, stride, bias=False), nn.BatchNorm2d(c2))
-                           if stride > 1 else None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.probe1(self.bn1(self.conv1(x))))
-        out = self.probe2(self.bn2(self.conv2(out)))
-        if self.downsample is not None:
-            sc = self.downsample(x)
-        else:
-            width = max(out.shape[1], x.shape[1])
-            out, sc = pad_channels(out, width), pad_channels(x, width)
-        return F.relu(out + sc)
-
-
 class ImageNetResNet(Arch):
     """ResNet-18/34 for ImageNet-sized inputs (any input size >= 1 works)."""
 
@@ -89,35 +61,25 @@ class ImageNetResNet(Arch):
         self.stem_width = truncate_width(STEM_WIDTH, self.width_mult)
         self.stage_widths = [truncate_width(w, self.width_mult) for w in BASE_WIDTHS]
         self.stem_size = conv_out(self.input_size, 7, 2, 3)
-        size = self.pool_size = conv_out(self.stem_size, 3, 2, 1)
-        # Per block: (key1, key2, stride, output size), fixed for this arch.
-        self._blocks: list[tuple[str, str, int, int]] = []
-        self._defaults: Widths = {}
-        for s, n in enumerate(STAGE_DEPTHS[depth]):
-            for b in range(n):
-                stride = 2 if s > 0 and b == 0 else 1
-                size = conv_out(size, 3, stride, 1)
-                prefix = f"layer{s + 1}.block{b}"
-                self._blocks.append((f"{prefix}.conv1", f"{prefix}.conv2", stride, size))
-                self._defaults[f"{prefix}.conv1"] = self._defaults[f"{prefix}.conv2"] = self.stage_widths[s]
+        self.pool_size = conv_out(self.stem_size, 3, 2, 1)
+        self._blocks = plan_blocks(STAGE_DEPTHS[depth], self.pool_size, stage_name="layer")
+        self._defaults = {key: self.stage_widths[b.stage] for b in self._blocks for key in (b.key1, b.key2)}
 
-    def default_widths(self) -> Widths:
-        return dict(self._defaults)
+    @staticmethod
+    def _shortcut(stride: int) -> str:
+        # Downsampling blocks project to conv2's width; the others add the identity ("max").
+        return "projection" if stride > 1 else "max"
 
     def layers(self, widths: Mapping[str, int]) -> list[Layer]:
-        hw = (self.stem_size, self.stem_size)
-        out = [Layer("stem", self.in_channels, self.stem_width, 7, hw)]
+        out = [Layer("stem", self.in_channels, self.stem_width, 7, (self.stem_size, self.stem_size))]
         stream = self.stem_width
-        for key1, key2, stride, size in self._blocks:
-            c1, c2 = widths[key1], widths[key2]
-            hw = (size, size)
-            out.append(Layer(key1, stream, c1, 3, hw))
-            out.append(Layer(key2, c1, c2, 3, hw))
-            if stride > 1:
-                out.append(Layer(key2.rsplit(".", 1)[0] + ".downsample", stream, c2, 1, hw))
-                stream = c2
-            else:
-                stream = max(stream, c2)
+        for b in self._blocks:
+            c1, c2 = widths[b.key1], widths[b.key2]
+            hw = (b.out_size, b.out_size)
+            out += [Layer(b.key1, stream, c1, 3, hw), Layer(b.key2, c1, c2, 3, hw)]
+            if b.stride > 1:
+                out.append(Layer(b.key2.rsplit(".", 1)[0] + ".downsample", stream, c2, 1, hw))
+            stream = stream_after(self._shortcut(b.stride), stream, c2)
         out.append(Layer("fc", stream, self.num_classes, bias=True, norm=False))
         return out
 
@@ -126,10 +88,18 @@ class ImageNetResNet(Arch):
                              nn.BatchNorm2d(self.stem_width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
         segments: list[nn.Module] = [stem]
         stream = self.stem_width
-        for key1, key2, stride, _ in self._blocks:
-            segments.append(BasicBlock(key1, key2, stream, widths[key1], widths[key2], stride))
-            stream = widths[key2] if stride > 1 else max(stream, widths[key2])
+        for b in self._blocks:
+            c1, c2 = widths[b.key1], widths[b.key2]
+            shortcut = self._shortcut(b.stride)
+            segments.append(BasicBlock(b.key1, b.key2, stream, c1, c2, b.stride, shortcut))
+            stream = stream_after(shortcut, stream, c2)
         segments.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(stream, self.num_classes)))
         net = SegmentedNet(segments)
         init_weights(net)
         return net
+
+
+for _depth, _convs in ((18, 16), (34, 32)):
+    register(f"resnet{_depth}", partial(ImageNetResNet, depth=_depth),
+             f"ImageNet ResNet-{_depth}: basic blocks, 7x7 stem, {_convs} searchable 3x3 convs, "
+             "projections follow conv2", geometry=IMAGENET_GEOMETRY)

@@ -38,6 +38,7 @@ are quadratic, with floors, in the expansion widths); MobileNetV2's are bilinear
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -46,7 +47,9 @@ from torch import nn
 
 from ..widths import Widths
 from .base import Arch, Layer, conv_out
-from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights
+from .blocks import SegmentedNet, conv_bn, init_weights
+from .probes import ChannelDrop
+from .registry import IMAGENET_GEOMETRY, register
 
 STEM_WIDTH = 32
 LAST_WIDTH = 1280
@@ -179,9 +182,6 @@ class MobileNet(Arch):
                 width, size, index = out_width, out_size, index + 1
             self._defaults[f"stage{s}.out"] = out_width
 
-    def default_widths(self) -> Widths:
-        return dict(self._defaults)
-
     def layers(self, widths: Mapping[str, int]) -> list[Layer]:
         out = [Layer("stem", self.in_channels, self.stem_width, 3, (self.stem_size, self.stem_size))]
         cin = self.stem_width
@@ -219,3 +219,10 @@ class MobileNet(Arch):
         net = SegmentedNet(segments)
         init_weights(net)
         return net
+
+
+register("mobilenet_v2", partial(MobileNet, variant="mobilenet_v2"),
+         "MobileNetV2: searchable expansion width per block and output width per stage", geometry=IMAGENET_GEOMETRY)
+register("mnasnet_a1", partial(MobileNet, variant="mnasnet_a1"),
+         "MnasNet-A1: as mobilenet_v2, with squeeze-excite (squeeze = expansion // (4t))",
+         geometry=IMAGENET_GEOMETRY)

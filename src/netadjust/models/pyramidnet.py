@@ -22,6 +22,7 @@ CIFAR-100 **with** the stem (39,898,336 without), the paper's 40.4M; no integer 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -29,12 +30,13 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..widths import Widths
-from .base import Arch, Layer, conv_out
-from .blocks import ChannelDrop, SegmentedNet, conv_bn, init_weights, pad_channels
-from .densenet import PreNormLayer
+from .base import Arch, Layer, PreNormLayer
+from .blocks import SegmentedNet, conv_bn, init_weights, pad_channels, plan_blocks
+from .probes import ChannelDrop
+from .registry import Option, register
 
 BASE_WIDTH = 16
-DEFAULT_ALPHA = 24
+ALPHA = Option("alpha", float, 24.0, "PyramidNet: total width increase over the net", minimum=0)
 
 
 class PyramidBlock(nn.Module):
@@ -60,46 +62,27 @@ class PyramidBlock(nn.Module):
 class PyramidNet(Arch):
     """PyramidNet-(6n+2) with basic blocks and additive widening ``alpha``."""
 
-    def __init__(self, *, depth: int, alpha: float = DEFAULT_ALPHA, name: str, **common) -> None:
+    def __init__(self, *, depth: int, alpha: float = ALPHA.default, name: str, **common) -> None:
         super().__init__(name=name, **common)
-        problems = []
         if depth < 8 or (depth - 2) % 6:
-            problems.append(f"depth must be 6n+2 with n >= 1 (20, 32, 56, 110, ...), got {depth}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-            problems.append(f"alpha must be a number >= 0, got {alpha!r}")
-        if problems:
-            raise ConfigError(f"{name}: " + "; ".join(problems))
+            raise ConfigError(f"{name}: depth must be 6n+2 with n >= 1 (20, 32, 56, 110, ...), got {depth}")
         self.depth, self.alpha = depth, alpha
         n = (depth - 2) // 6
-        total = 3 * n
         self.stem_width = max(1, round(BASE_WIDTH * self.width_mult))
-        # Per block: (key1, key2, stride, output size), fixed for this arch.
-        self._blocks: list[tuple[str, str, int, int]] = []
-        self._defaults: Widths = {}
-        size = self.input_size
-        for k in range(total):
-            s, b = divmod(k, n)
-            stride = 2 if s > 0 and b == 0 else 1
-            size = conv_out(size, 3, stride, 1)
-            prefix = f"stage{s + 1}.block{b}"
-            self._blocks.append((f"{prefix}.conv1", f"{prefix}.conv2", stride, size))
-            width = max(1, round((BASE_WIDTH + alpha * (k + 1) / total) * self.width_mult))
-            self._defaults[f"{prefix}.conv1"] = self._defaults[f"{prefix}.conv2"] = width
-
-    def options(self) -> dict:
-        return {"alpha": self.alpha}
-
-    def default_widths(self) -> Widths:
-        return dict(self._defaults)
+        self._blocks = plan_blocks((n, n, n), self.input_size)
+        self._defaults = {}
+        for b in self._blocks:
+            width = max(1, round((BASE_WIDTH + alpha * (b.index + 1) / len(self._blocks)) * self.width_mult))
+            self._defaults[b.key1] = self._defaults[b.key2] = width
 
     def layers(self, widths: Mapping[str, int]) -> list[Layer]:
         size = self.input_size
         out = [Layer("stem", self.in_channels, self.stem_width, 3, (size, size))]
         stream = self.stem_width
-        for key1, key2, _, size in self._blocks:
-            c1, c2 = widths[key1], widths[key2]
-            out.append(PreNormLayer(key1, stream, c1, 3, (size, size)))
-            out.append(Layer(key2, c1, c2, 3, (size, size)))
+        for b in self._blocks:
+            c1, c2 = widths[b.key1], widths[b.key2]
+            hw = (b.out_size, b.out_size)
+            out += [PreNormLayer(b.key1, stream, c1, 3, hw), Layer(b.key2, c1, c2, 3, hw)]
             stream = max(stream, c2)
         out.append(PreNormLayer("fc", stream, self.num_classes, bias=True, norm=False))
         return out
@@ -107,11 +90,15 @@ class PyramidNet(Arch):
     def _build(self, widths: Widths) -> SegmentedNet:
         segments: list[nn.Module] = [nn.Sequential(*conv_bn(self.in_channels, self.stem_width))]
         stream = self.stem_width
-        for key1, key2, stride, _ in self._blocks:
-            segments.append(PyramidBlock(key1, key2, stream, widths[key1], widths[key2], stride))
-            stream = max(stream, widths[key2])
+        for b in self._blocks:
+            segments.append(PyramidBlock(b.key1, b.key2, stream, widths[b.key1], widths[b.key2], b.stride))
+            stream = max(stream, widths[b.key2])
         segments.append(nn.Sequential(nn.BatchNorm2d(stream), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
                                       nn.Flatten(), nn.Linear(stream, self.num_classes)))
         net = SegmentedNet(segments)
         init_weights(net)
         return net
+
+
+register("pyramidnet20", partial(PyramidNet, depth=20),
+         "CIFAR PyramidNet-20 (alpha=24): basic blocks, searchable width per conv", options=(ALPHA,))
