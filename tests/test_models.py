@@ -130,14 +130,17 @@ def test_probes_cover_every_key_in_forward_order(name):
 def test_probe_drops_whole_channels_in_eval_mode():
     torch.manual_seed(0)
     drop = ChannelDrop("k").eval()
-    x = torch.ones(64, 32, 4, 4)
+    x = torch.ones(4096, 64, 2, 2)
     assert drop(x) is x
     drop.p = 0.25
     y = drop(x)
     per_channel = y.flatten(2)
     assert torch.all(per_channel.amax(2) == per_channel.amin(2))  # whole channels
     assert set(y.unique().tolist()) <= {0.0, torch.tensor(1 / 0.75).item()}
-    assert abs((y == 0).float().mean().item() - 0.25) < 0.03
+    # 262,144 Bernoulli(0.25) draws: the dropped share has standard deviation 0.00085, so a
+    # 0.005 bound is 5.9 of them: it fails by chance with probability below 1e-8, whatever
+    # stream of random numbers the machine's kernels draw.
+    assert abs((per_channel[..., 0] == 0).float().mean().item() - 0.25) < 0.005
 
 
 @pytest.mark.parametrize("name", ARCHS)

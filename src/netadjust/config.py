@@ -14,16 +14,15 @@ Values are checked twice: their types when read (:meth:`SearchConfig.from_dict`,
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .adjust import AdjustRule
 from .errors import ConfigError, closest
+from .io import read_document
 from .models import all_options
 from .schema import check_value, convert, field_types
 
@@ -230,23 +229,7 @@ def flatten(data: Mapping[str, Any], source: str = "configuration") -> dict[str,
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a JSON or TOML (``.toml``) config file into a flat mapping of checked values."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    try:
-        if path.suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                raise ConfigError(f"config file {path}: TOML needs Python 3.11 or newer; use a .json file") from None
-            data = tomllib.loads(raw.decode())
-        else:
-            data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        kind = "TOML" if path.suffix == ".toml" else "JSON"
-        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from None
-    flat = flatten(data, f"config file {path}")
-    SearchConfig.from_dict(flat, source=f"config file {path}")  # reject unknown keys and wrong types now
+    where = f"config file {path}"
+    flat = flatten(read_document(path, "config file", ConfigError), where)
+    SearchConfig.from_dict(flat, source=where)  # reject unknown keys and wrong types now, naming the file
     return flat

@@ -1,6 +1,7 @@
-"""Atomic file writes: a run directory never holds a half-written file.
+"""Reading settings files, and atomic file writes (a run directory never holds a half-written file).
 
-Each writer writes to a temporary file (``.NAME.XXXX.tmp``) in the same directory, flushes it
+:func:`read_document` reads a JSON or TOML file a user wrote, with one clear error for each
+way it can be wrong. Each writer writes to a temporary file (``.NAME.XXXX.tmp``) in the same directory, flushes it
 to disk, gives it the mode a plain ``open`` would (0666 less the umask) and renames it over the
 target (``os.replace`` is atomic on POSIX and Windows).
 """
@@ -15,6 +16,32 @@ from pathlib import Path
 from typing import IO, Any
 
 TMP_SUFFIX = ".tmp"
+
+
+def read_document(path: str | os.PathLike, what: str, error: type[Exception]) -> Any:
+    """The parsed content of the JSON (or, for a ``.toml`` name, TOML) file ``path``.
+
+    A missing or unreadable file, text that is not UTF-8 and a syntax error each raise
+    ``error`` with a message that names ``what`` the file is and the file.
+    """
+    path = Path(path)
+    kind = "TOML" if path.suffix == ".toml" else "JSON"
+    try:
+        text = path.read_bytes().decode()
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not {kind} text (not UTF-8); expected a {kind} file") from None
+    try:
+        if kind == "TOML":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise error(f"{what} {path}: TOML needs Python 3.11 or newer; use a .json file") from None
+            return tomllib.loads(text)
+        return json.loads(text)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise error(f"{what} {path} is not valid {kind}: {exc}") from None
 
 
 def _umask() -> int:

@@ -52,6 +52,19 @@ class TrainResult:
     seconds: float = 0.0
 
 
+DIVERGED = 10.0  # a mean loss this many times uniform guessing's ln(classes) means training went wrong
+
+
+def warn_if_diverged(what: str, loss: float, classes: int) -> bool:
+    """Warn (and return True) when a finite ``loss`` is far above that of uniform guessing."""
+    chance = math.log(max(classes, 2))
+    if loss > DIVERGED * chance:
+        log.warning("%s loss is %.3g, %.0f times that of uniform guessing (%.2f): training diverged; lower --lr "
+                    "or check the data", what, loss, loss / chance, chance)
+        return True
+    return False
+
+
 def lr_at(cfg: TrainConfig, progress: float) -> float:
     """Learning rate at ``progress`` epochs into training (fractional)."""
     if progress < cfg.warmup_epochs:
@@ -172,6 +185,7 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed
         if env.is_main:
             log.info("%s epoch %3d/%d  lr %.4f  loss %.4f  acc %6.2f%%  %6.1fs", desc, epoch + 1, cfg.epochs,
                      entry["lr"], entry["train_loss"], 100 * entry["train_acc"], entry["seconds"])
+            warn_if_diverged(f"{desc} epoch {epoch + 1}: training", entry["train_loss"], data.num_classes)
         if checkpoint is not None:
             checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": torch.get_rng_state(), "history": history})
@@ -180,6 +194,9 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed
     metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=device, env=env,
                                amp=cfg.amp)
                for split in eval_splits if data.size(split) > 0}
+    for split, m in metrics.items():
+        if env.is_main:
+            warn_if_diverged(f"{desc}: {split}", m.loss, data.num_classes)
     return TrainResult(model, metrics, history, time.perf_counter() - start_time)
 
 

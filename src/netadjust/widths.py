@@ -8,10 +8,8 @@ keys and reads/writes them as JSON.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .errors import WidthsError, closest
@@ -50,15 +48,9 @@ def load_widths(path: str | os.PathLike) -> dict[str, Any]:
     The file holds one JSON object ``{"key": channels, ...}``; an object with a ``"widths"``
     member (a round record or a checkpoint summary) is accepted too.
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise WidthsError(f"cannot read widths file {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise WidthsError(f"widths file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    from .io import read_document
+
+    data = read_document(path, "widths file", WidthsError)
     if isinstance(data, dict) and isinstance(data.get("widths"), dict):
         data = data["widths"]
     if not isinstance(data, dict):
