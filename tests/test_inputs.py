@@ -3,11 +3,11 @@ behaviour), never a traceback, never lost data, never a half-created run."""
 
 import json
 import os
-import shutil
 
 import pytest
 import torch
 
+from conftest import TINY
 from netadjust.cli import main
 from netadjust.config import SearchConfig
 from netadjust.errors import ConfigError
@@ -15,8 +15,6 @@ from netadjust.io import FILE_MODE, write_json_atomic
 from netadjust.rundir import RunDir
 from netadjust.search import search
 
-TINY = dict(width_mult=0.25, train_subset=128, rounds=1, k=2, epochs=1, batch_size=64, fur_batch_size=128,
-            repeats=2, final_epochs=1)
 TINY_FLAGS = ["--width-mult", "0.25", "--train-subset", "128", "--rounds", "1", "--k", "2", "--epochs", "1",
               "--batch-size", "64", "--fur-batch-size", "128", "--repeats", "2", "--final-epochs", "1",
               "--quiet", "--no-report"]
@@ -31,18 +29,9 @@ def fails(capsys, *argv, code=2):
     return errors[0]
 
 
-@pytest.fixture(scope="module")
-def finished_once(tmp_path_factory):
-    run = tmp_path_factory.mktemp("inputs") / "run"
-    search(SearchConfig.from_dict({**TINY, "out": str(run)}), progress=False)
-    return run
-
-
 @pytest.fixture
-def run(finished_once, tmp_path):
-    """A private copy of one finished tiny run."""
-    shutil.copytree(finished_once, tmp_path / "run")
-    return tmp_path / "run"
+def run(tiny_run):
+    return tiny_run
 
 
 # -- 1. data loss ------------------------------------------------------------------------------

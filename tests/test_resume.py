@@ -1,13 +1,14 @@
 """Runs that survive: SIGTERM mid-round, resume, identical results; corrupt state files."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from conftest import TINY
 
 from netadjust.config import SearchConfig
 from netadjust.errors import ConfigError
@@ -62,23 +63,9 @@ def test_sigterm_mid_round_then_resume_equals_uninterrupted(tmp_path):
     assert a["searched_test_acc"] == b["searched_test_acc"] and a["original_test_acc"] == b["original_test_acc"]
 
 
-TINY = dict(width_mult=0.25, train_subset=128, rounds=1, k=2, epochs=1, batch_size=64, fur_batch_size=128,
-            repeats=2, final_epochs=1)
-
-
-@pytest.fixture(scope="module")
-def finished_once(tmp_path_factory):
-    run = tmp_path_factory.mktemp("resume") / "run"
-    search(SearchConfig.from_dict({**TINY, "out": str(run)}), progress=False)
-    return run
-
-
 @pytest.fixture
-def finished(finished_once, tmp_path):
-    """A private copy of one finished tiny run (tests damage it)."""
-    run = tmp_path / "run"
-    shutil.copytree(finished_once, run)
-    return SearchConfig.from_dict({**TINY, "out": str(run)}), run
+def finished(tiny_run):
+    return SearchConfig.from_dict({**TINY, "out": str(tiny_run)}), tiny_run
 
 
 def truncate(path):
