@@ -182,3 +182,24 @@ def test_every_family_goes_through_one_search_step(name):
     restored = fit_budget(arch, adjusted, target, tolerance=0.05, min_width=1)
     assert within(arch.macs(restored), target, 0.05)
     arch.build(restored)
+
+
+@pytest.mark.slow
+def test_final_comparison_over_three_seeds(tmp_path):
+    from netadjust.report import write_report
+    from netadjust.stats import mean_std, paired_difference
+
+    result = search(tiny(tmp_path, rounds=1, final_seeds=3), progress=False)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["final_seeds"] == [0, 1, 2]
+    finals = {(name, seed): json.loads((result.run_dir / "final" / f"{name}_seed{seed}.json").read_text())
+              for name in ("original", "searched") for seed in (0, 1, 2)}
+    orig = [finals["original", s]["test_acc"] for s in (0, 1, 2)]
+    found = [finals["searched", s]["test_acc"] for s in (0, 1, 2)]
+    assert summary["original_test_accs"] == orig and summary["searched_test_accs"] == found
+    assert [finals["original", s]["seed"] for s in (0, 1, 2)] == [0, 1, 2]
+    assert (summary["original_test_acc"], summary["original_test_acc_std"]) == mean_std(orig)
+    gain, (low, high) = paired_difference(found, orig)
+    assert summary["test_acc_gain"] == gain and summary["test_acc_gain_ci95"] == [low, high] and low < gain < high
+    text = write_report(result.run_dir).read_text()
+    assert f"95% CI [{100 * low:+.2f}, {100 * high:+.2f}] over 3 seeds (paired by seed)" in text

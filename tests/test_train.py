@@ -38,7 +38,7 @@ class NanOnEpoch:
 
     def __init__(self, inner, epoch):
         self.inner, self.epoch = inner, epoch
-        for name in ("name", "num_classes", "in_channels", "input_size", "size", "num_batches"):
+        for name in ("name", "num_classes", "in_channels", "input_size", "size", "num_batches", "to_device"):
             setattr(self, name, getattr(inner, name))
 
     def batches(self, split, **kw):
@@ -90,3 +90,50 @@ def test_train_command_writes_summary_and_checkpoint(tmp_path):
 def test_train_command_errors(tmp_path, args, message):
     code, _, err = run_cli("train", "--out", str(tmp_path / "x"), *args)
     assert code == 2 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("nesterov, weight_decay", [(False, 3e-4), (True, 0.0)])
+def test_static_step_computes_the_eager_training(nesterov, weight_decay):
+    """The fast path's step (no host sync, SGD as foreach kernels with a device learning rate;
+    on CPU it runs uncaptured) trains the same network as torch.optim.SGD's eager path: the
+    same random streams in the same order, equal up to float rounding."""
+    data = synthetic(n_train=128)
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
+    cfg = TrainConfig(epochs=3, batch_size=32, nesterov=nesterov, weight_decay=weight_decay, drop_rate=0.2)
+    runs = {kind: build_and_train(arch, arch.default_widths(), data, cfg, seed=5, stepper=kind, progress=False)
+            for kind in ("eager", "static")}
+    eager, static = runs["eager"], runs["static"]
+    for a, b in zip(eager.history, static.history):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert abs(b["train_acc"] - a["train_acc"]) <= 1 / 96  # a near-tie may flip one of 96 images
+        assert b["lr"] == a["lr"]
+    wa, wb = eager.model.state_dict(), static.model.state_dict()
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), rtol=1e-3, atol=1e-5), k
+    assert eager.metrics["test"].loss == pytest.approx(static.metrics["test"].loss, rel=1e-3)
+
+
+def test_static_step_finds_a_non_finite_loss_at_the_epoch_end_and_names_its_step():
+    data = NanOnEpoch(synthetic(n_train=128), epoch=1)
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
+    saved = []
+    with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1"):
+        build_and_train(arch, arch.default_widths(), data, TrainConfig(epochs=3, batch_size=32), stepper="static",
+                        checkpoint=lambda state: saved.append(state["epoch"]), progress=False)
+    assert saved == [1]
+
+
+def test_trainings_run_together_give_the_results_they_give_alone():
+    from netadjust.train import Training, train_concurrently
+
+    data = synthetic(n_train=128)
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
+    cfg = TrainConfig(epochs=2, batch_size=32)
+    alone = [build_and_train(arch, arch.default_widths(), data, cfg, seed=s, progress=False) for s in (1, 2)]
+    together = []
+    for s in (1, 2):
+        torch.manual_seed(s)
+        together.append(Training(arch.build(), data, cfg, seed=s, progress=False))
+    for a, b in zip(alone, train_concurrently(together)):
+        assert a.history == [dict(h, seconds=g["seconds"]) for h, g in zip(b.history, a.history)]
+        assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())

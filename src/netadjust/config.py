@@ -58,6 +58,8 @@ class TrainConfig:
     amp: bool = setting(True, "bfloat16 autocast on CUDA")
     channels_last: bool = setting(True, "channels-last memory format on CUDA")
     compile: bool = setting(False, "torch.compile the model")
+    cuda_graphs: bool = setting(True, "CUDA, one process: replay each training step from a CUDA graph with no host "
+                                      "synchronisation within an epoch (off: the eager path)")
 
     def problems(self) -> list[str]:
         out = []

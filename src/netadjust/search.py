@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .adjust import adjust_widths
 from .budget import fit_budget, within
 from .config import SearchConfig
@@ -23,7 +25,7 @@ from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
 from .session import Session, open_run, open_session
 from .stats import mean_std, paired_difference
-from .train import build_and_train
+from .train import Training, build_and_train, train_concurrently
 from .widths import Widths
 
 log = logging.getLogger(__name__)
@@ -121,34 +123,39 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
     A result already on disk (an interrupted comparison) is reused only if it trained the same
     widths with the same schedule.
     """
-    cfg = session.cfg
+    cfg, arch, env = session.cfg, session.arch, session.env
     schedule = dataclasses.replace(cfg.train, epochs=cfg.final_epochs)
     settings = dataclasses.asdict(schedule)
     seeds = list(range(cfg.seed, cfg.seed + cfg.final_seeds))
-    accs: dict[str, list[float]] = {"original": [], "searched": []}
-    for seed in seeds:
-        for name, widths in (("original", original), ("searched", searched)):
+    runs = [(name, seed, widths) for seed in seeds for name, widths in (("original", original), ("searched", searched))]
+    done: dict[tuple[str, int], FinalRun] = {}
+    pending = []
+    for name, seed, widths in runs:
+        path = run.final_result(name, seed)
+        if path.exists():
+            prior = run.read_final(path)
+            if prior.widths == widths and prior.train == settings:
+                done[name, seed] = prior
+                continue
+            log.info("final %s seed %d: %s holds another configuration's result; retraining", name, seed, path)
+        torch.manual_seed(seed)
+        pending.append(((name, seed, widths), Training(
+            arch.build(widths), session.data, schedule, seed=seed, device=session.device, env=env, progress=progress,
+            desc=f"final {name} seed {seed}", eval_splits=("test",), train_split="full",
+            **run.trainer_state(path.with_suffix(".pt"), write=env.is_main, widths=widths, train=settings))))
+    # All of them at once: side by side on a GPU, one after the other elsewhere.
+    results = train_concurrently([training for _, training in pending])
+    for ((name, seed, widths), _), trained in zip(pending, results):
+        test = trained.metrics["test"]
+        done[name, seed] = FinalRun(widths=widths, test_acc=test.top1, test_loss=test.loss, epochs=cfg.final_epochs,
+                                    seed=seed, seconds=trained.seconds, train=settings)
+        log.info("final %-8s seed %d  MACs %8.3fM  test %6.2f%%  %6.1fs", name, seed, arch.macs(widths) / 1e6,
+                 100 * test.top1, trained.seconds)
+        if env.is_main:
             path = run.final_result(name, seed)
-            if path.exists():
-                prior = run.read_final(path)
-                if prior.widths == widths and prior.train == settings:
-                    accs[name].append(prior.test_acc)
-                    continue
-                log.info("final %s seed %d: %s holds another configuration's result; retraining", name, seed, path)
-            trained = build_and_train(session.arch, widths, session.data, schedule, seed=seed, device=session.device,
-                                      env=session.env, progress=progress, desc=f"final {name} seed {seed}",
-                                      eval_splits=("test",), train_split="full",
-                                      **run.trainer_state(path.with_suffix(".pt"), write=session.env.is_main,
-                                                          widths=widths, train=settings))
-            test = trained.metrics["test"]
-            accs[name].append(test.top1)
-            log.info("final %-8s seed %d  MACs %8.3fM  test %6.2f%%  %6.1fs", name, seed,
-                     session.arch.macs(widths) / 1e6, 100 * test.top1, trained.seconds)
-            if session.env.is_main:
-                path.with_suffix(".pt").unlink(missing_ok=True)
-                run.write_json(path, FinalRun(widths=widths, test_acc=test.top1, test_loss=test.loss,
-                                              epochs=cfg.final_epochs, seed=seed, seconds=trained.seconds,
-                                              train=settings).to_dict())
+            path.with_suffix(".pt").unlink(missing_ok=True)
+            run.write_json(path, done[name, seed].to_dict())
+    accs = {name: [done[name, seed].test_acc for seed in seeds] for name in ("original", "searched")}
     (orig_mean, orig_std), (searched_mean, searched_std) = mean_std(accs["original"]), mean_std(accs["searched"])
     gain, interval = paired_difference(accs["searched"], accs["original"])
     return {"final_epochs": cfg.final_epochs, "final_seeds": seeds, "original_test_accs": accs["original"],

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data import DataSource
 from .dist import DistEnv, all_reduce_sum
-from .errors import DataError, TrainingError
+from .errors import DataError
 from .models import Arch, Probes, SegmentedNet
+from .steps import EagerStep, StaticStep, autocast
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +75,6 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _prepare(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataSource, split: str, *, batch_size: int = 256,
              device: torch.device = torch.device("cpu"), env: DistEnv = DistEnv(), amp: bool = True) -> Metrics:
@@ -96,8 +87,10 @@ def evaluate(model: nn.Module, data: DataSource, split: str, *, batch_size: int 
     with Probes(inner).off():
         for x, y in data.batches(split, batch_size=batch_size, train=False, device=device,
                                  rank=env.rank, world_size=env.world_size):
-            with _autocast(device, amp):
-                logits = model(_prepare(x, channels_last)).float()
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                logits = model(x).float()
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
             hits = top == y[:, None]
             sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
@@ -117,87 +110,152 @@ def check_batch_size(data: DataSource, split: str, batch_size: int, world_size: 
                         f"than the {split} split of {data.name} ({size} images); lower --batch-size")
 
 
-def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed: int = 0,
-                device: torch.device = torch.device("cpu"), env: DistEnv = DistEnv(),
-                train_split: str = "train", eval_splits: tuple[str, ...] = ("heldout", "test"),
-                resume: Mapping[str, Any] | None = None,
-                checkpoint: Callable[[dict[str, Any]], None] | None = None,
-                progress: bool = True, desc: str = "train") -> TrainResult:
-    """Train ``model`` on ``train_split`` for ``cfg.epochs`` and evaluate it on ``eval_splits``.
+STEPPERS = ("auto", "eager", "static")
+
+
+class Training:
+    """One network's training, run step by step so that several can share a GPU.
+
+    :meth:`run` is a generator that yields after every step and leaves the outcome in
+    :attr:`result`; :func:`train_model` runs one to the end, :func:`train_concurrently` several.
+    ``stepper``: "eager" (:class:`~netadjust.steps.EagerStep`), "static"
+    (:class:`~netadjust.steps.StaticStep`, a CUDA graph on CUDA) or "auto": static with a graph
+    where it is correct and fast (CUDA, one process, no ``torch.compile``, ``cfg.cuda_graphs``),
+    eager elsewhere.
+    """
+
+    def __init__(self, model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed: int = 0,
+                 device: torch.device = torch.device("cpu"), env: DistEnv = DistEnv(),
+                 train_split: str = "train", eval_splits: tuple[str, ...] = ("heldout", "test"),
+                 resume: Mapping[str, Any] | None = None,
+                 checkpoint: Callable[[dict[str, Any]], None] | None = None,
+                 progress: bool = True, desc: str = "train", stepper: str = "auto") -> None:
+        if stepper not in STEPPERS:
+            raise ValueError(f"stepper must be one of {STEPPERS}, got {stepper!r}")
+        check_batch_size(data, train_split, cfg.batch_size, env.world_size)
+        self.model, self.data, self.cfg, self.seed, self.device, self.env = model, data, cfg, seed, device, env
+        self.train_split, self.eval_splits, self.resume, self.checkpoint = train_split, eval_splits, resume, checkpoint
+        self.progress, self.desc = progress, desc
+        graphs = cfg.cuda_graphs and device.type == "cuda" and not env.enabled and not cfg.compile
+        self.kind = stepper if stepper != "auto" else ("static" if graphs else "eager")
+        # Its own CUDA stream, so that trainings run side by side can overlap on the GPU.
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.result: TrainResult | None = None
+
+    def on_stream(self):
+        """The context every piece of this training's GPU work runs in."""
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    def run(self) -> Iterator[None]:
+        cfg, model, device, env, data = self.cfg, self.model, self.device, self.env, self.data
+        start_time = time.perf_counter()
+        model.to(device)
+        channels_last = cfg.channels_last and device.type == "cuda"
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+        probes = Probes(model)
+        history: list[dict[str, float]] = []
+        first_epoch = 0
+        torch.manual_seed(self.seed)  # channel-dropout masks
+        if self.resume is not None:
+            model.load_state_dict(self.resume["model"])
+            optimizer.load_state_dict(self.resume["optimizer"])
+            torch.set_rng_state(self.resume["rng"])
+            history = list(self.resume["history"])
+            first_epoch = self.resume["epoch"]
+        net: nn.Module = model
+        if env.enabled:
+            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile:
+            net = torch.compile(net)
+        steps = data.num_batches(self.train_split, batch_size=cfg.batch_size, train=True, world_size=env.world_size)
+        if self.kind == "eager":
+            stepper = EagerStep(net, optimizer, cfg, device, channels_last, self.desc)
+        else:
+            shape = (cfg.batch_size, data.in_channels, data.input_size, data.input_size)
+            stepper = StaticStep(net, optimizer, cfg, device, channels_last, self.desc, batch_shape=shape,
+                                 max_steps=steps, graph=device.type == "cuda")
+        for epoch in range(first_epoch, cfg.epochs):
+            epoch_start = time.perf_counter()
+            net.train()
+            probes.set_regulariser(cfg.drop_rate, epoch, cfg.epochs)
+            stepper.begin_epoch(epoch, [lr_at(cfg, epoch + step / steps) for step in range(steps)])
+            batches = data.batches(self.train_split, batch_size=cfg.batch_size, train=True, device=device,
+                                   epoch=epoch, seed=self.seed, rank=env.rank, world_size=env.world_size)
+            bar = tqdm(batches, total=steps, desc=f"{self.desc} {epoch + 1}/{cfg.epochs}", leave=False,
+                       disable=None if self.progress and env.is_main else True, dynamic_ncols=True)  # None: no TTY, no bar
+            for x, y in bar:
+                stepper.step(x, y)
+                yield
+            loss_sum, correct, count = all_reduce_sum(list(stepper.end_epoch()), device)
+            entry = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch + (steps - 1) / steps), "train_loss": loss_sum / count,
+                     "train_acc": correct / count, "seconds": time.perf_counter() - epoch_start}
+            history.append(entry)
+            if env.is_main:
+                log.info("%s epoch %3d/%d  lr %.4f  loss %.4f  acc %6.2f%%  %6.1fs", self.desc, epoch + 1, cfg.epochs,
+                         entry["lr"], entry["train_loss"], 100 * entry["train_acc"], entry["seconds"])
+                warn_if_diverged(f"{self.desc} epoch {epoch + 1}: training", entry["train_loss"], data.num_classes)
+            if self.checkpoint is not None:
+                self.checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "rng": torch.get_rng_state(), "history": history})
+        probes.set_regulariser(0.0, 0, 1)
+        model.eval()
+        metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=device, env=env,
+                                   amp=cfg.amp)
+                   for split in self.eval_splits if data.size(split) > 0}
+        for split, m in metrics.items():
+            if env.is_main:
+                warn_if_diverged(f"{self.desc}: {split}", m.loss, data.num_classes)
+        self.result = TrainResult(model, metrics, history, time.perf_counter() - start_time)
+
+
+def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, **kwargs: Any) -> TrainResult:
+    """Train ``model`` on ``train_split`` for ``cfg.epochs`` and evaluate it on ``eval_splits``
+    (the keyword arguments of :class:`Training`).
 
     ``checkpoint(state)``, when given, is called after every epoch with everything needed to
     continue (pass it back as ``resume``): model and optimizer state, RNG state, history.
     A loss that is NaN or infinite raises :class:`TrainingError` naming the epoch and step;
     the last checkpoint written stays the last good one.
     """
-    check_batch_size(data, train_split, cfg.batch_size, env.world_size)
-    start_time = time.perf_counter()
-    model.to(device)
-    channels_last = cfg.channels_last and device.type == "cuda"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
-    probes = Probes(model)
-    history: list[dict[str, float]] = []
-    first_epoch = 0
-    torch.manual_seed(seed)  # channel-dropout masks
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        torch.set_rng_state(resume["rng"])
-        history = list(resume["history"])
-        first_epoch = resume["epoch"]
-    net: nn.Module = model
-    if env.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
-    steps = data.num_batches(train_split, batch_size=cfg.batch_size, train=True, world_size=env.world_size)
-    for epoch in range(first_epoch, cfg.epochs):
-        epoch_start = time.perf_counter()
-        net.train()
-        probes.set_regulariser(cfg.drop_rate, epoch, cfg.epochs)
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
-        batches = data.batches(train_split, batch_size=cfg.batch_size, train=True, device=device, epoch=epoch,
-                               seed=seed, rank=env.rank, world_size=env.world_size)
-        bar = tqdm(batches, total=steps, desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=None if progress and env.is_main else True, dynamic_ncols=True)  # None: off when not a TTY
-        for step, (x, y) in enumerate(bar):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, epoch + step / steps)
-            with _autocast(device, cfg.amp):
-                logits = net(_prepare(x, channels_last))
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{desc}: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                                    f"(lr {optimizer.param_groups[0]['lr']:.4g}); lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
-                                     torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
-        loss_sum, correct, count = all_reduce_sum(sums.tolist(), device)
-        entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / count,
-                 "train_acc": correct / count, "seconds": time.perf_counter() - epoch_start}
-        history.append(entry)
-        if env.is_main:
-            log.info("%s epoch %3d/%d  lr %.4f  loss %.4f  acc %6.2f%%  %6.1fs", desc, epoch + 1, cfg.epochs,
-                     entry["lr"], entry["train_loss"], 100 * entry["train_acc"], entry["seconds"])
-            warn_if_diverged(f"{desc} epoch {epoch + 1}: training", entry["train_loss"], data.num_classes)
-        if checkpoint is not None:
-            checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": torch.get_rng_state(), "history": history})
-    probes.set_regulariser(0.0, 0, 1)
-    model.eval()
-    metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=device, env=env,
-                               amp=cfg.amp)
-               for split in eval_splits if data.size(split) > 0}
-    for split, m in metrics.items():
-        if env.is_main:
-            warn_if_diverged(f"{desc}: {split}", m.loss, data.num_classes)
-    return TrainResult(model, metrics, history, time.perf_counter() - start_time)
+    return train_concurrently([Training(model, data, cfg, **kwargs)])[0]
+
+
+def train_concurrently(trainings: list[Training]) -> list[TrainResult]:
+    """Run ``trainings`` to the end and return their results, in order.
+
+    On CUDA they run side by side, a step of each in turn, each on its own stream, so that the
+    GPU overlaps their kernels (small networks leave most of it idle). Elsewhere they run one
+    after the other, which keeps each one's random streams, and so its result, the same as if
+    it ran alone.
+    """
+    side_by_side = [t for t in trainings if t.stream is not None]
+    if len(side_by_side) > 1:
+        for t in side_by_side:
+            t.progress = False  # one bar per epoch would interleave; the epoch lines remain
+    for t in trainings:
+        if t.stream is None:
+            for _ in t.run():
+                pass
+    if side_by_side:
+        for t in side_by_side:
+            t.data.to_device(t.device)  # once, before several streams read it
+        torch.cuda.synchronize()  # data and models were copied on the default stream
+        running = []
+        for t in side_by_side:
+            with t.on_stream():
+                running.append((t, t.run()))
+        while running:
+            still = []
+            for t, steps in running:
+                with t.on_stream():
+                    if next(steps, StopIteration) is not StopIteration:
+                        still.append((t, steps))
+            running = still
+        torch.cuda.synchronize()
+    return [t.result for t in trainings]
 
 
 def build_and_train(arch: Arch, widths: Mapping[str, int], data: DataSource, cfg: TrainConfig, *,

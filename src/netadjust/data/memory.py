@@ -69,6 +69,9 @@ class TensorSource(DataSource):
         self._check_split(split)
         return self._cpu[split][0]
 
+    def to_device(self, device: torch.device | str) -> None:
+        self.on(device)
+
     def on(self, device: torch.device | str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """The splits on ``device``, copied there on first use and cached."""
         device = canonical_device(device)

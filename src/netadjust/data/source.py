@@ -104,6 +104,10 @@ class DataSource:
         raise NotImplementedError
 
     # -- shared -------------------------------------------------------------------------------
+    def to_device(self, device: torch.device | str) -> None:
+        """Put whatever the batches of every split need on ``device`` now (a set held in
+        memory copies itself there once): before trainings on several CUDA streams read it."""
+
     def _check_split(self, split: str) -> None:
         if split not in _ALL_SPLITS:
             raise DataError(f"unknown split {split!r}{closest(split, _ALL_SPLITS)}; expected one "
