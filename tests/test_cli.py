@@ -21,6 +21,14 @@ def test_models_lists_families(capsys):
     assert "resnet20" in out and "plain20" in out and "resnet110" in out
 
 
+def test_datasets_lists_each_with_its_source(capsys):
+    from netadjust.data import DATASETS
+
+    assert main(["datasets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{name}: {spec.help}" for name, spec in DATASETS.items()]
+
+
 def test_flops_json_matches_paper(capsys):
     assert main(["flops", "--arch", "resnet20", "--num-classes", "100", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

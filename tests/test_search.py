@@ -203,3 +203,30 @@ def test_final_comparison_over_three_seeds(tmp_path):
     assert summary["test_acc_gain"] == gain and summary["test_acc_gain_ci95"] == [low, high] and low < gain < high
     text = write_report(result.run_dir).read_text()
     assert f"95% CI [{100 * low:+.2f}, {100 * high:+.2f}] over 3 seeds (paired by seed)" in text
+
+
+def test_random_guide_moves_layers_drawn_at_random(tmp_path):
+    from netadjust.fur import random_scores
+
+    cfg = tiny(tmp_path, guide="random", final_epochs=0)
+    result = search(cfg, progress=False)
+    for r in result.records:
+        assert r.guide == "random" and r.fur_seconds == 0 and set(r.drop_rate.values()) == {0.0}
+        assert r.fur == random_scores(r.widths, seed=cfg.seed + r.round, base_loss=r.heldout_loss).fur
+        _, moves = adjust_widths(r.widths, result.widths_original, r.fur, cfg.rule(), r.round)
+        assert moves == r.moves and sum(d > 0 for d in moves.values()) == cfg.rule().layers_to_move(r.round)
+    assert random_scores(ARCH.default_widths(), seed=1, base_loss=0.0).fur != \
+        random_scores(ARCH.default_widths(), seed=2, base_loss=0.0).fur
+
+
+def test_searches_run_together_give_what_they_give_alone(tmp_path):
+    from netadjust.search import search_many
+
+    def strip(result):
+        return [{k: v for k, v in r.to_dict().items() if "seconds" not in k and k != "history"} for r in result.records]
+
+    cfgs = [tiny(tmp_path / name, rounds=1, final_epochs=0, seed=seed) for name, seed in (("a", 0), ("b", 1))]
+    together = search_many(cfgs, progress=False)
+    alone = [search(cfg.replace(out=cfg.out + "-alone"), progress=False) for cfg in cfgs]
+    assert [strip(r) for r in together] == [strip(r) for r in alone]
+    assert strip(together[0]) != strip(together[1])

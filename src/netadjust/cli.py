@@ -82,7 +82,12 @@ def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, n, None) is not None}
 
 
-# -- netadjust models / flops ---------------------------------------------------------------
+# -- netadjust models / datasets / flops ---------------------------------------------------
+def cmd_datasets(args: argparse.Namespace) -> int:
+    print(dataset_help(details=True))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     archs = list_archs()
     width = max(map(len, archs))
@@ -249,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model families")
     add_debug_flag(p)
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("datasets", help="list the data sets and where their files come from")
+    add_debug_flag(p)
+    p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("flops", help="exact MACs, params and dMACs/dc per layer of a configuration")
     add_arch_flags(p)

@@ -28,6 +28,7 @@ from .schema import check_value, convert, field_types
 
 MAX_SEED = 2**32 - 1
 FUR_MODES = ("fast", "reference")
+GUIDES = ("fur", "random")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
@@ -108,6 +109,7 @@ class SearchConfig:
     fur_mode: str = setting("fast", "fast or reference (the official scheme)")
     fur_control_variate: bool = setting(True, "fast FUR mode: subtract the zero-mean first-order loss change")
     fur_batch_size: int = setting(256, "held-out batch size for FUR")
+    guide: str = setting("fur", "what ranks the layers to widen and narrow: fur, or random (a control)")
     # budget
     budget: float = setting(1.0, "target MACs as a fraction of the original network's")
     tolerance: float = setting(0.01, "allowed relative MACs error of the restore")
@@ -145,6 +147,8 @@ class SearchConfig:
             out.append(f"--budget must be a fraction of the original MACs > 0, got {self.budget!r}")
         if not 0 < self.tolerance < 1:
             out.append(f"--tolerance must be in (0, 1), got {self.tolerance!r}")
+        if self.guide not in GUIDES:
+            out.append(f"--guide must be one of {', '.join(GUIDES)}, got {self.guide!r}")
         if self.fur_mode not in FUR_MODES:
             out.append(f"--fur-mode must be one of {', '.join(FUR_MODES)}, got {self.fur_mode!r}")
         if self.train_subset is not None and self.train_subset < 1:

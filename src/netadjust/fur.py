@@ -157,6 +157,16 @@ def fast_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys: Seq
     return base, sums
 
 
+def random_scores(widths: Mapping[str, int], *, seed: int, base_loss: float) -> FurResult:
+    """Scores drawn uniformly at random in place of FUR (``--guide random``): the adjustment
+    rule then widens and narrows random layers, with the same k, steps and budget restore.
+    Nothing is dropped (rates 0); ``base_loss`` is recorded as given."""
+    gen = torch.Generator().manual_seed(seed % 2**63)
+    scores = torch.rand(len(widths), generator=gen, dtype=torch.float64).tolist()
+    zeros = {k: 0.0 for k in widths}
+    return FurResult(dict(zip(widths, scores)), zeros, dict(zeros), [], base_loss, 0.0)
+
+
 @torch.no_grad()
 def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapping[str, int], *,
                  base_drop_rate: float = 0.05, repeats: int = 5, batch_size: int = 256, mode: str = "fast",

@@ -52,6 +52,7 @@ class RoundRecord(_Record):
     fur_seconds: float
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch
+    guide: str = "fur"  # what ranked the layers: "fur", or "random" (the control)
 
 
 @dataclass

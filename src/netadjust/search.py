@@ -1,8 +1,10 @@
 """The search loop: train -> FUR -> adjust -> restore the budget, for T rounds; then compare.
 
 ``search(SearchConfig(...))`` runs a whole search into a run directory (see rundir.py) and
-returns a :class:`SearchResult`. Every check that needs no training (architecture, data, the
-budget, ``k``) runs before the run directory is touched (session.py).
+returns a :class:`SearchResult`; ``search_many`` runs several side by side on a GPU. Every check
+that needs no training (architecture, data, the budget, ``k``) runs before the run directory is
+touched (session.py). ``guide="random"`` replaces FUR by random scores: the same rule moves
+layers drawn at random, a control that tells what FUR itself contributes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,13 @@ import torch
 from .adjust import adjust_widths
 from .budget import fit_budget, within
 from .config import SearchConfig
-from .dist import broadcast_object
-from .fur import estimate_fur
+from .dist import broadcast_object, pick_device
+from .fur import estimate_fur, random_scores
 from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
 from .session import Session, open_run, open_session
 from .stats import mean_std, paired_difference
-from .train import Training, build_and_train, train_concurrently
+from .train import Training, interleave, run_together
 from .widths import Widths
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,31 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
     ``resume=True`` continues the run in ``cfg.out`` from its last completed epoch; its stored
     configuration must equal ``cfg`` unless ``allow_changes``.
     """
+    return search_many([cfg], resume=resume, overwrite=overwrite, allow_changes=allow_changes, progress=progress)[0]
+
+
+def search_many(cfgs: list[SearchConfig], **kwargs: Any) -> list[SearchResult]:
+    """Several searches (each into its own ``out``): side by side on a GPU, a training step of
+    each in turn on its own CUDA stream, so that small networks share the GPU; one after the
+    other on the CPU. Keyword arguments as :func:`search`."""
+    results: list[SearchResult | None] = [None] * len(cfgs)
+
+    def run(i: int, cfg: SearchConfig) -> Iterator[None]:
+        results[i] = yield from search_steps(cfg, **kwargs)
+
+    runs = [run(i, cfg) for i, cfg in enumerate(cfgs)]
+    if len(cfgs) > 1 and pick_device(cfgs[0].train.device).type == "cuda":
+        kwargs["progress"] = False  # bars of several searches would interleave
+        runs = [interleave(runs)]
+    for steps in runs:
+        for _ in steps:
+            pass
+    return results
+
+
+def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, allow_changes: bool = False,
+                 progress: bool = True) -> Generator[None, None, SearchResult]:
+    """The search as a generator that yields after every training step and returns the result."""
     session = open_session(cfg, need_heldout=True)
     arch, data, env = session.arch, session.data, session.env
     rule = cfg.rule()
@@ -61,19 +89,25 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
     started, first = time.perf_counter(), len(records)
     for t in range(first, cfg.rounds):
         round_start = time.perf_counter()
-        trained = build_and_train(arch, widths, data, cfg.train, seed=cfg.seed, device=session.device, env=env,
-                                  progress=progress, desc=f"round {t + 1}/{cfg.rounds}",
-                                  **run.trainer_state(run.current, write=env.is_main, round=t, widths=widths,
-                                                      train=dataclasses.asdict(cfg.train)))
+        torch.manual_seed(cfg.seed)
+        training = Training(arch.build(widths), data, cfg.train, seed=cfg.seed, device=session.device, env=env,
+                            progress=progress, desc=f"{cfg.out} round {t + 1}/{cfg.rounds}",
+                            **run.trainer_state(run.current, write=env.is_main, round=t, widths=widths,
+                                                train=dataclasses.asdict(cfg.train)))
+        yield from training.run()
+        trained = training.result
         train_seconds = time.perf_counter() - round_start
         if env.is_main:
             run.save_checkpoint(t, {"round": t, "widths": widths, "arch": arch.settings(), "config": cfg.to_flat(),
                                     "model": trained.model.state_dict()})
-        # Every rank probes its share of the layers and ends with the whole FUR vector.
-        fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
-                           repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
-                           control_variate=cfg.fur_control_variate, device=session.device, seed=cfg.seed + t,
-                           env=env, progress=progress and env.is_main)
+        if cfg.guide == "fur":
+            # Every rank probes its share of the layers and ends with the whole FUR vector.
+            fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
+                               repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
+                               control_variate=cfg.fur_control_variate, device=session.device, seed=cfg.seed + t,
+                               env=env, progress=progress and env.is_main)
+        else:
+            fur = random_scores(widths, seed=cfg.seed + t, base_loss=trained.metrics["heldout"].loss)
         adjusted, moves = adjust_widths(widths, original, fur.fur, rule, t)
         next_widths = fit_budget(arch, adjusted, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
                                  min_width=min(cfg.min_width, *adjusted.values()))
@@ -86,7 +120,7 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
             fur=fur.fur, fur_stderr=fur.stderr, drop_rate=fur.drop_rate, drop_rate_clipped=fur.clipped,
             fur_base_loss=fur.base_loss, moves=moves, next_widths=next_widths, next_macs=arch.macs(next_widths),
             train_seconds=train_seconds, fur_seconds=fur.seconds, seconds=time.perf_counter() - round_start,
-            history=trained.history)
+            history=trained.history, guide=cfg.guide)
         if env.is_main:
             run.append_record(record)
             run.current.unlink(missing_ok=True)
@@ -108,14 +142,15 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
     if env.is_main:
         run.write_json(run.widths_final, widths)
     if cfg.final_epochs > 0:
-        summary = dataclasses.replace(summary, **final_comparison(session, run, original, widths, progress=progress))
+        summary = dataclasses.replace(summary, **(yield from final_comparison(session, run, original, widths,
+                                                                              progress=progress)))
     if env.is_main:
         run.write_json(run.summary, summary.to_dict())
     return SearchResult(run.path, records, original, widths, summary)
 
 
 def final_comparison(session: Session, run: RunDir, original: Widths, searched: Widths, *,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True) -> Generator[None, None, dict[str, Any]]:
     """Retrain the original and the searched widths with the same schedule, on seeds ``seed ..
     seed + final_seeds - 1``; compare on test, paired by seed. Returns the Summary's fields.
 
@@ -144,8 +179,9 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
             desc=f"final {name} seed {seed}", eval_splits=("test",), train_split="full",
             **run.trainer_state(path.with_suffix(".pt"), write=env.is_main, widths=widths, train=settings))))
     # All of them at once: side by side on a GPU, one after the other elsewhere.
-    results = train_concurrently([training for _, training in pending])
-    for ((name, seed, widths), _), trained in zip(pending, results):
+    yield from run_together([training for _, training in pending])
+    for (name, seed, widths), training in pending:
+        trained = training.result
         test = trained.metrics["test"]
         done[name, seed] = FinalRun(widths=widths, test_acc=test.top1, test_loss=test.loss, epochs=cfg.final_epochs,
                                     seed=seed, seconds=trained.seconds, train=settings)

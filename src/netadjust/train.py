@@ -143,72 +143,104 @@ class Training:
         self.result: TrainResult | None = None
 
     def on_stream(self):
-        """The context every piece of this training's GPU work runs in."""
+        """The context each piece of this training's GPU work runs in (no piece spans a yield)."""
         return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
 
     def run(self) -> Iterator[None]:
+        """Train to the end, yielding after every step; the outcome is then :attr:`result`."""
+        with self.on_stream():
+            self._start()
+        for epoch in range(self.first_epoch, self.cfg.epochs):
+            with self.on_stream():
+                batches = self._begin_epoch(epoch)
+            while True:
+                with self.on_stream():
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    self.stepper.step(*batch)
+                    self.bar.update()
+                yield
+            with self.on_stream():
+                self._end_epoch(epoch)
+        with self.on_stream():
+            self._finish()
+
+    def _start(self) -> None:
         cfg, model, device, env, data = self.cfg, self.model, self.device, self.env, self.data
-        start_time = time.perf_counter()
+        self.start_time = time.perf_counter()
+        data.to_device(device)
         model.to(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # data and weights in place before any stream reads them
         channels_last = cfg.channels_last and device.type == "cuda"
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
-        probes = Probes(model)
-        history: list[dict[str, float]] = []
-        first_epoch = 0
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+        self.probes = Probes(model)
+        self.history: list[dict[str, float]] = []
+        self.first_epoch = 0
         torch.manual_seed(self.seed)  # channel-dropout masks
         if self.resume is not None:
             model.load_state_dict(self.resume["model"])
-            optimizer.load_state_dict(self.resume["optimizer"])
+            self.optimizer.load_state_dict(self.resume["optimizer"])
             torch.set_rng_state(self.resume["rng"])
-            history = list(self.resume["history"])
-            first_epoch = self.resume["epoch"]
-        net: nn.Module = model
+            self.history = list(self.resume["history"])
+            self.first_epoch = self.resume["epoch"]
+        self.net: nn.Module = model
         if env.enabled:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            self.net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                           else None)
         if cfg.compile:
-            net = torch.compile(net)
-        steps = data.num_batches(self.train_split, batch_size=cfg.batch_size, train=True, world_size=env.world_size)
+            self.net = torch.compile(self.net)
+        self.steps = data.num_batches(self.train_split, batch_size=cfg.batch_size, train=True,
+                                      world_size=env.world_size)
         if self.kind == "eager":
-            stepper = EagerStep(net, optimizer, cfg, device, channels_last, self.desc)
+            self.stepper = EagerStep(self.net, self.optimizer, cfg, device, channels_last, self.desc)
         else:
             shape = (cfg.batch_size, data.in_channels, data.input_size, data.input_size)
-            stepper = StaticStep(net, optimizer, cfg, device, channels_last, self.desc, batch_shape=shape,
-                                 max_steps=steps, graph=device.type == "cuda")
-        for epoch in range(first_epoch, cfg.epochs):
-            epoch_start = time.perf_counter()
-            net.train()
-            probes.set_regulariser(cfg.drop_rate, epoch, cfg.epochs)
-            stepper.begin_epoch(epoch, [lr_at(cfg, epoch + step / steps) for step in range(steps)])
-            batches = data.batches(self.train_split, batch_size=cfg.batch_size, train=True, device=device,
-                                   epoch=epoch, seed=self.seed, rank=env.rank, world_size=env.world_size)
-            bar = tqdm(batches, total=steps, desc=f"{self.desc} {epoch + 1}/{cfg.epochs}", leave=False,
-                       disable=None if self.progress and env.is_main else True, dynamic_ncols=True)  # None: no TTY, no bar
-            for x, y in bar:
-                stepper.step(x, y)
-                yield
-            loss_sum, correct, count = all_reduce_sum(list(stepper.end_epoch()), device)
-            entry = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch + (steps - 1) / steps), "train_loss": loss_sum / count,
-                     "train_acc": correct / count, "seconds": time.perf_counter() - epoch_start}
-            history.append(entry)
-            if env.is_main:
-                log.info("%s epoch %3d/%d  lr %.4f  loss %.4f  acc %6.2f%%  %6.1fs", self.desc, epoch + 1, cfg.epochs,
-                         entry["lr"], entry["train_loss"], 100 * entry["train_acc"], entry["seconds"])
-                warn_if_diverged(f"{self.desc} epoch {epoch + 1}: training", entry["train_loss"], data.num_classes)
-            if self.checkpoint is not None:
-                self.checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "rng": torch.get_rng_state(), "history": history})
-        probes.set_regulariser(0.0, 0, 1)
+            self.stepper = StaticStep(self.net, self.optimizer, cfg, device, channels_last, self.desc,
+                                      batch_shape=shape, max_steps=self.steps, graph=device.type == "cuda")
+
+    def _begin_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg, steps = self.cfg, self.steps
+        self.epoch_start = time.perf_counter()
+        self.net.train()
+        self.probes.set_regulariser(cfg.drop_rate, epoch, cfg.epochs)
+        self.stepper.begin_epoch(epoch, [lr_at(cfg, epoch + step / steps) for step in range(steps)])
+        self.bar = tqdm(total=steps, desc=f"{self.desc} {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
+                        disable=None if self.progress and self.env.is_main else True)  # None: no TTY, no bar
+        return iter(self.data.batches(self.train_split, batch_size=cfg.batch_size, train=True, device=self.device,
+                                      epoch=epoch, seed=self.seed, rank=self.env.rank, world_size=self.env.world_size))
+
+    def _end_epoch(self, epoch: int) -> None:
+        cfg, steps = self.cfg, self.steps
+        self.bar.close()
+        loss_sum, correct, count = all_reduce_sum(list(self.stepper.end_epoch()), self.device)
+        entry = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch + (steps - 1) / steps), "train_loss": loss_sum / count,
+                 "train_acc": correct / count, "seconds": time.perf_counter() - self.epoch_start}
+        self.history.append(entry)
+        if self.env.is_main:
+            log.info("%s epoch %3d/%d  lr %.4f  loss %.4f  acc %6.2f%%  %6.1fs", self.desc, epoch + 1, cfg.epochs,
+                     entry["lr"], entry["train_loss"], 100 * entry["train_acc"], entry["seconds"])
+            warn_if_diverged(f"{self.desc} epoch {epoch + 1}: training", entry["train_loss"], self.data.num_classes)
+        if self.checkpoint is not None:
+            self.checkpoint({"epoch": epoch + 1, "model": self.model.state_dict(),
+                             "optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state(),
+                             "history": self.history})
+
+    def _finish(self) -> None:
+        cfg, model, data = self.cfg, self.model, self.data
+        self.probes.set_regulariser(0.0, 0, 1)
         model.eval()
-        metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=device, env=env,
-                                   amp=cfg.amp)
+        metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=self.device,
+                                   env=self.env, amp=cfg.amp)
                    for split in self.eval_splits if data.size(split) > 0}
-        for split, m in metrics.items():
-            if env.is_main:
+        if self.env.is_main:
+            for split, m in metrics.items():
                 warn_if_diverged(f"{self.desc}: {split}", m.loss, data.num_classes)
-        self.result = TrainResult(model, metrics, history, time.perf_counter() - start_time)
+        self.result = TrainResult(model, metrics, self.history, time.perf_counter() - self.start_time)
 
 
 def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, **kwargs: Any) -> TrainResult:
@@ -224,7 +256,14 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, **kwarg
 
 
 def train_concurrently(trainings: list[Training]) -> list[TrainResult]:
-    """Run ``trainings`` to the end and return their results, in order.
+    """Run ``trainings`` to the end and return their results, in order (see :func:`run_together`)."""
+    for _ in run_together(trainings):
+        pass
+    return [t.result for t in trainings]
+
+
+def run_together(trainings: list[Training]) -> Iterator[None]:
+    """Run ``trainings``, yielding after every step of any of them.
 
     On CUDA they run side by side, a step of each in turn, each on its own stream, so that the
     GPU overlaps their kernels (small networks leave most of it idle). Elsewhere they run one
@@ -237,25 +276,17 @@ def train_concurrently(trainings: list[Training]) -> list[TrainResult]:
             t.progress = False  # one bar per epoch would interleave; the epoch lines remain
     for t in trainings:
         if t.stream is None:
-            for _ in t.run():
-                pass
-    if side_by_side:
-        for t in side_by_side:
-            t.data.to_device(t.device)  # once, before several streams read it
-        torch.cuda.synchronize()  # data and models were copied on the default stream
-        running = []
-        for t in side_by_side:
-            with t.on_stream():
-                running.append((t, t.run()))
-        while running:
-            still = []
-            for t, steps in running:
-                with t.on_stream():
-                    if next(steps, StopIteration) is not StopIteration:
-                        still.append((t, steps))
-            running = still
-        torch.cuda.synchronize()
-    return [t.result for t in trainings]
+            yield from t.run()
+    yield from interleave([t.run() for t in side_by_side])
+
+
+def interleave(runs: list[Iterator]) -> Iterator[None]:
+    """Advance every iterator of ``runs`` by one in turn until all are exhausted; yield after each turn."""
+    done = object()
+    running = list(runs)
+    while running:
+        running = [r for r in running if next(r, done) is not done]
+        yield
 
 
 def build_and_train(arch: Arch, widths: Mapping[str, int], data: DataSource, cfg: TrainConfig, *,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -129,7 +129,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def dataset_help(details: bool = False) -> str:
     """The data set names for a help text: ``"digits, fashion-mnist, ... or imagefolder"``;
-    with ``details``, one ``name: help`` line per data set instead."""
+    with ``details``, one ``name: help`` line per data set instead (``netadjust datasets``)."""
     if details:
         return "\n".join(f"{name}: {spec.help}" for name, spec in DATASETS.items())
     names = list(DATASETS)
@@ -157,6 +157,15 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
                         f"input_size applies to {sized} only, drop it")
     if spec.needs_data_dir and data_dir is None:
         raise DataError(spec.no_data_dir)
+    return _load(name, None if data_dir is None else str(data_dir), heldout_fraction, seed, train_subset, input_size)
+
+
+@lru_cache(maxsize=8)
+def _load(name: str, data_dir: str | None, heldout_fraction: float, seed: int, train_subset: int | None,
+          input_size: int | None) -> DataSource:
+    """The loading itself, remembered per arguments: several searches or trainings in one process
+    (``search_many``, the benchmarks) share one copy of a data set, in memory and on a device."""
+    spec = DATASETS[name]
     kwargs = {"heldout_fraction": heldout_fraction, "seed": seed, "train_subset": train_subset}
     if spec.takes_input_size:
         kwargs["input_size"] = input_size
