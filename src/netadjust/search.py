@@ -58,13 +58,15 @@ def search_many(cfgs: list[SearchConfig], **kwargs: Any) -> list[SearchResult]:
     each in turn on its own CUDA stream, so that small networks share the GPU; one after the
     other on the CPU. Keyword arguments as :func:`search`."""
     results: list[SearchResult | None] = [None] * len(cfgs)
+    side_by_side = len(cfgs) > 1 and pick_device(cfgs[0].train.device).type == "cuda"
+    if side_by_side:
+        kwargs["progress"] = False  # bars of several searches would interleave
 
     def run(i: int, cfg: SearchConfig) -> Iterator[None]:
         results[i] = yield from search_steps(cfg, **kwargs)
 
     runs = [run(i, cfg) for i, cfg in enumerate(cfgs)]
-    if len(cfgs) > 1 and pick_device(cfgs[0].train.device).type == "cuda":
-        kwargs["progress"] = False  # bars of several searches would interleave
+    if side_by_side:
         runs = [interleave(runs)]
     for steps in runs:
         for _ in steps:

@@ -25,6 +25,7 @@ from ..widths import Widths, validate_widths
 
 if TYPE_CHECKING:
     from .blocks import SegmentedNet
+    from .channels import Space
 
 
 class Layer(NamedTuple):
@@ -143,6 +144,14 @@ class Arch(ABC):
     def params(self, widths: Mapping[str, int]) -> int:
         """Exact number of trainable parameters."""
         return sum(layer.params for layer in self.layers(widths))
+
+    def channel_map(self, widths: Mapping[str, int] | None = None) -> dict[str, tuple[Space | None, ...]]:
+        """For every entry of ``build(widths).state_dict()``, the channel space of each dim (``None``
+        where a dim is not a channel dim): the description ``models/resize.py`` resizes by. The
+        families give it by tagging their modules while building (``models/channels.py``)."""
+        from .channels import channel_map
+
+        return channel_map(self, widths)
 
     def macs_derivative(self, widths: Mapping[str, int]) -> dict[str, int]:
         """dMACs/dc_l for every key: the MACs one more channel of layer l adds.

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import conv_out
+from .channels import Space, describe, space, width
 from .probes import ChannelDrop
 
 SHORTCUTS = (None, "local", "max", "projection")
@@ -108,6 +109,21 @@ class BasicBlock(nn.Module):
                 width = max(out.shape[1], sc.shape[1])
                 out, sc = pad_channels(out, width), pad_channels(sc, width)
         return F.relu(out + sc)
+
+    def describe_channels(self, stream: Space) -> Space:
+        """Tag the modules with their channel spaces (models/channels.py) given the stream
+        entering; returns the stream leaving. Under a shortcut conv2's channels add into the
+        stream by position: not free, and new ones must output zero (inert)."""
+        residual = self.shortcut is not None
+        c1 = space(self.probe1.key, self.conv1.out_channels, free=True)
+        c2 = space(self.probe2.key, self.conv2.out_channels, free=not residual, inert=residual)
+        describe([self.conv1, self.bn1], c1, stream)
+        describe([self.conv2, self.bn2], c2, c1)
+        if self.downsample is not None:
+            describe(list(self.downsample), c2, stream)
+        if self.shortcut == "max":
+            return space(self.probe2.key.rsplit(".", 1)[0] + ".stream", max(width(stream), width(c2)))
+        return c2
 
 
 def init_weights(model: nn.Module) -> None:

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, scale_width
 from .blocks import BasicBlock, SegmentedNet, conv_bn, init_weights, plan_blocks, stream_after
+from .channels import describe, space, width
 from .registry import Option, register
 
 BASE_WIDTHS = (16, 32, 64)
@@ -60,14 +61,15 @@ class CifarResNet(Arch):
         return out
 
     def _build(self, widths: Widths) -> SegmentedNet:
-        stem = nn.Sequential(*conv_bn(self.in_channels, self.stem_width), nn.ReLU(inplace=True))
+        stream = space("stem", self.stem_width)  # channel spaces: models/channels.py
+        stem = nn.Sequential(*describe(conv_bn(self.in_channels, self.stem_width), stream), nn.ReLU(inplace=True))
         segments: list[nn.Module] = [stem]
-        stream = self.stem_width
         for b in self._blocks:
-            c1, c2 = widths[b.key1], widths[b.key2]
-            segments.append(BasicBlock(b.key1, b.key2, stream, c1, c2, b.stride, self.shortcut))
-            stream = stream_after(self.shortcut, stream, c2)
-        segments.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(stream, self.num_classes)))
+            block = BasicBlock(b.key1, b.key2, width(stream), widths[b.key1], widths[b.key2], b.stride, self.shortcut)
+            segments.append(block)
+            stream = block.describe_channels(stream)
+        fc = describe(nn.Linear(width(stream), self.num_classes), None, stream)
+        segments.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc))
         net = SegmentedNet(segments)
         init_weights(net)
         return net

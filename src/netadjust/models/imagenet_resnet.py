@@ -34,6 +34,7 @@ from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, conv_out
 from .blocks import BasicBlock, SegmentedNet, init_weights, plan_blocks, stream_after
+from .channels import describe, space, width
 from .registry import IMAGENET_GEOMETRY, register
 
 BASE_WIDTHS = (64, 128, 256, 512)
@@ -84,16 +85,17 @@ class ImageNetResNet(Arch):
         return out
 
     def _build(self, widths: Widths) -> SegmentedNet:
-        stem = nn.Sequential(nn.Conv2d(self.in_channels, self.stem_width, 7, 2, 3, bias=False),
-                             nn.BatchNorm2d(self.stem_width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
-        segments: list[nn.Module] = [stem]
-        stream = self.stem_width
+        stream = space("stem", self.stem_width)  # channel spaces: models/channels.py
+        stem = describe([nn.Conv2d(self.in_channels, self.stem_width, 7, 2, 3, bias=False),
+                         nn.BatchNorm2d(self.stem_width)], stream)
+        segments: list[nn.Module] = [nn.Sequential(*stem, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))]
         for b in self._blocks:
-            c1, c2 = widths[b.key1], widths[b.key2]
-            shortcut = self._shortcut(b.stride)
-            segments.append(BasicBlock(b.key1, b.key2, stream, c1, c2, b.stride, shortcut))
-            stream = stream_after(shortcut, stream, c2)
-        segments.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(stream, self.num_classes)))
+            block = BasicBlock(b.key1, b.key2, width(stream), widths[b.key1], widths[b.key2], b.stride,
+                               self._shortcut(b.stride))
+            segments.append(block)
+            stream = block.describe_channels(stream)
+        fc = describe(nn.Linear(width(stream), self.num_classes), None, stream)
+        segments.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc))
         net = SegmentedNet(segments)
         init_weights(net)
         return net

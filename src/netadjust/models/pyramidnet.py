@@ -32,6 +32,7 @@ from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, PreNormLayer
 from .blocks import SegmentedNet, conv_bn, init_weights, pad_channels, plan_blocks
+from .channels import Space, describe, space, width
 from .probes import ChannelDrop
 from .registry import Option, register
 
@@ -55,8 +56,18 @@ class PyramidBlock(nn.Module):
         out = F.relu(self.probe1(self.bn1(self.conv1(self.bn0(x)))))
         out = self.probe2(self.bn2(self.conv2(out)))
         sc = F.avg_pool2d(x, 2, ceil_mode=True) if self.stride > 1 else x
-        width = max(out.shape[1], sc.shape[1])
-        return pad_channels(out, width) + pad_channels(sc, width)
+        wide = max(out.shape[1], sc.shape[1])
+        return pad_channels(out, wide) + pad_channels(sc, wide)
+
+    def describe_channels(self, stream: Space) -> Space:
+        """Tag the modules with their channel spaces (models/channels.py); returns the "max"
+        stream leaving, into which conv2's channels add by position (not free, inert)."""
+        c1 = space(self.probe1.key, self.conv1.out_channels, free=True)
+        c2 = space(self.probe2.key, self.conv2.out_channels, inert=True)
+        describe(self.bn0, stream)
+        describe([self.conv1, self.bn1], c1, stream)
+        describe([self.conv2, self.bn2], c2, c1)
+        return space(self.probe2.key.rsplit(".", 1)[0] + ".stream", max(width(stream), width(c2)))
 
 
 class PyramidNet(Arch):
@@ -72,8 +83,8 @@ class PyramidNet(Arch):
         self._blocks = plan_blocks((n, n, n), self.input_size)
         self._defaults = {}
         for b in self._blocks:
-            width = max(1, round((BASE_WIDTH + alpha * (b.index + 1) / len(self._blocks)) * self.width_mult))
-            self._defaults[b.key1] = self._defaults[b.key2] = width
+            w = max(1, round((BASE_WIDTH + alpha * (b.index + 1) / len(self._blocks)) * self.width_mult))
+            self._defaults[b.key1] = self._defaults[b.key2] = w
 
     def layers(self, widths: Mapping[str, int]) -> list[Layer]:
         size = self.input_size
@@ -88,13 +99,16 @@ class PyramidNet(Arch):
         return out
 
     def _build(self, widths: Widths) -> SegmentedNet:
-        segments: list[nn.Module] = [nn.Sequential(*conv_bn(self.in_channels, self.stem_width))]
-        stream = self.stem_width
+        stream = space("stem", self.stem_width)  # channel spaces: models/channels.py
+        segments: list[nn.Module] = [nn.Sequential(*describe(conv_bn(self.in_channels, self.stem_width), stream))]
         for b in self._blocks:
-            segments.append(PyramidBlock(b.key1, b.key2, stream, widths[b.key1], widths[b.key2], b.stride))
-            stream = max(stream, widths[b.key2])
-        segments.append(nn.Sequential(nn.BatchNorm2d(stream), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten(), nn.Linear(stream, self.num_classes)))
+            block = PyramidBlock(b.key1, b.key2, width(stream), widths[b.key1], widths[b.key2], b.stride)
+            segments.append(block)
+            stream = block.describe_channels(stream)
+        c = width(stream)
+        segments.append(nn.Sequential(describe(nn.BatchNorm2d(c), stream), nn.ReLU(inplace=True),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                      describe(nn.Linear(c, self.num_classes), None, stream)))
         net = SegmentedNet(segments)
         init_weights(net)
         return net

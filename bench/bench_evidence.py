@@ -1,0 +1,217 @@
+"""The evidence: does FUR-guided adjustment beat uniform widths, and beat chance, at equal MACs?
+
+One protocol for every family and seed (all arms within 1% of the same MACs, the same training
+recipe, the same seeds; differences are paired seed by seed):
+
+1. ``uniform``: the family's widths;
+2. ``adjusted``: the widths a search finds (``netadjust search``, seed s);
+3. ``random``: the same search with ``--guide random``: the same rule, k, steps and budget
+   restore, but the layers it widens and narrows are drawn at random instead of ranked by FUR;
+4. ``uniform_0.64`` against ``adjusted_0.64``: the family's widths scaled to 0.64x the MACs, and a
+   search at ``--budget 0.64``.
+
+Every arm's widths are then trained with the same final schedule (``final_epochs`` on train +
+held-out, as a search's final comparison) and tested. ``plateau`` trains the uniform widths of
+seed 0 for half and twice the final epochs too, to show whether the final trainings are long
+enough for the uniform network's accuracy to have stopped rising.
+
+Modes (``--mode``): ``gpu`` (whole Fashion-MNIST training set, meant for one GPU), ``cpu`` (a
+reduced scale that fits about two hours on 2 cores), ``paper`` (``--dataset cifar100 --data-dir
+DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs at width 1.0), ``quick`` (digits,
+a minute: a rehearsal of the script). ``--families`` picks a subset. Everything measured goes
+into one JSON file (``--out``), rewritten after every family's searches and trainings; a rerun
+with the same ``--out`` and ``--work`` continues where the last one stopped.
+
+    python bench/bench_evidence.py --mode cpu --out bench/results_evidence_cpu.json
+    python bench/bench_evidence.py --render bench/results_evidence_cpu.json --plots bench/plots \
+        > bench/RESULTS_evidence.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from netadjust.budget import fit_budget
+from netadjust.config import SearchConfig, TrainConfig
+from netadjust.data import load_dataset
+from netadjust.models import get_arch
+from netadjust.search import search_many
+from netadjust.stats import paired_difference
+from netadjust.train import Training, run_together
+
+ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64")
+SEARCHED = {"adjusted": ("fur", 1.0), "random": ("random", 1.0), "adjusted_0.64": ("fur", 0.64)}
+COMPARISONS = (("adjusted", "uniform"), ("adjusted", "random"), ("random", "uniform"),
+               ("adjusted_0.64", "uniform_0.64"))
+MODES = {
+    "gpu": dict(dataset="fashion-mnist", families=("resnet20", "plain20", "pyramidnet20"), width_mult=0.5, seeds=5,
+                train_subset=None, heldout_fraction=0.1, rounds=5, epochs=2, repeats=2, final_epochs=10,
+                plateau=(5, 20), plateau_families=("resnet20", "plain20", "pyramidnet20")),
+    "cpu": dict(dataset="fashion-mnist", families=("resnet20", "plain20", "pyramidnet20"), width_mult=0.5, seeds=5,
+                train_subset=4000, heldout_fraction=0.02, rounds=3, epochs=2, repeats=2, final_epochs=8,
+                plateau=(4, 16), plateau_families=("resnet20",)),
+    "paper": dict(dataset="cifar100", families=("resnet20", "plain20", "pyramidnet20"), width_mult=1.0, seeds=5,
+                  train_subset=None, heldout_fraction=0.1, rounds=10, epochs=20, repeats=5, final_epochs=200,
+                  plateau=(), plateau_families=()),
+    "quick": dict(dataset="digits", families=("resnet20", "plain20", "pyramidnet20"), width_mult=0.25, seeds=2,
+                  train_subset=512, heldout_fraction=0.1, rounds=2, epochs=1, repeats=2, final_epochs=2,
+                  plateau=(1, 4), plateau_families=("resnet20",)),
+}
+# The paper's ResNet-18 0.8x on ImageNet before (51/102/204/409) and after its search (Figure 4;
+# conv1, conv2 of each block, per stage), as given in the paper.
+PAPER_BEFORE = (51, 102, 204, 409)
+PAPER_AFTER = ((26, 53, 16, 62), (103, 96, 84, 89), (366, 162, 184, 174), (673, 283, 637, 833))
+
+
+class Results:
+    """The JSON file of everything measured, loaded if it exists (to continue a run)."""
+
+    def __init__(self, path: Path, settings: dict) -> None:
+        self.path = path
+        if path.exists():
+            self.data = json.loads(path.read_text())
+            if self.data["settings"] != settings:
+                sys.exit(f"{path} holds a run with other settings; pass another --out")
+        else:
+            self.data = {"settings": settings, "device": device_name(), "torch": torch.__version__,
+                         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                         "command": " ".join(sys.argv), "families": {}}
+        self.save()
+
+    def family(self, name: str) -> dict:
+        return self.data["families"].setdefault(name, {"searches": {}, "finals": {}, "plateau": {}})
+
+    def save(self) -> None:
+        self.data["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU: {platform.platform()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def data_for(s: dict, seed: int, data_dir: str | None):
+    return load_dataset(s["dataset"], data_dir=data_dir, heldout_fraction=s["heldout_fraction"], seed=seed,
+                        train_subset=s["train_subset"])
+
+
+def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace) -> None:
+    """The three searches of every seed not yet recorded, side by side on a GPU."""
+    todo = {}
+    for seed in range(s["seeds"]):
+        for arm, (guide, budget) in SEARCHED.items():
+            if f"{arm}/{seed}" in record["searches"]:
+                continue
+            out = Path(args.work) / family / arm / f"seed{seed}"
+            todo[f"{arm}/{seed}"] = SearchConfig.from_dict({
+                "arch": family, "width_mult": s["width_mult"], "dataset": s["dataset"], "data_dir": args.data_dir,
+                "train_subset": s["train_subset"], "heldout_fraction": s["heldout_fraction"], "rounds": s["rounds"],
+                "epochs": s["epochs"], "repeats": s["repeats"], "budget": budget, "guide": guide, "seed": seed,
+                "final_epochs": 0, "device": args.device, "out": str(out)})
+    for resume in (False, True):  # fresh searches, then ones an earlier run left unfinished
+        batch = {k: cfg for k, cfg in todo.items() if Path(cfg.out).exists() == resume}
+        if not batch:
+            continue
+        for key, result in zip(batch, search_many(list(batch.values()), resume=resume, progress=False)):
+            record["searches"][key] = {
+                "widths": result.widths_final, "macs": result.summary.macs_final,
+                "macs_target": result.summary.macs_target, "seconds": result.summary.search_seconds,
+                "rounds": [{"moves": r.moves, "heldout_acc": r.heldout_acc} for r in result.records]}
+
+
+def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) -> dict[str, int]:
+    if arm == "uniform":
+        return arch.default_widths()
+    if arm == "uniform_0.64":  # what a search at --budget 0.64 starts from
+        default = arch.default_widths()
+        min_width = min(SearchConfig().min_width, *default.values())
+        return fit_budget(arch, default, 0.64 * arch.macs(default), min_width=min_width)
+    return record["searches"][f"{arm}/{seed}"]["widths"]
+
+
+def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace) -> None:
+    """Final trainings of every arm and seed, and the plateau runs, not yet recorded."""
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    jobs = []
+    for seed in range(s["seeds"]):
+        data = data_for(s, seed, args.data_dir)
+        arch = get_arch(family, num_classes=data.num_classes, in_channels=data.in_channels,
+                        input_size=data.input_size, width_mult=s["width_mult"])
+        runs = [(f"{arm}/{seed}", "finals", arm, s["final_epochs"]) for arm in ARMS]
+        if seed == 0 and family in s["plateau_families"]:
+            runs += [(str(e), "plateau", "uniform", e) for e in s["plateau"]]
+        for key, table, arm, epochs in runs:
+            if key in record[table]:
+                continue
+            widths = arm_widths(s, family, arch, record, arm, seed)
+            torch.manual_seed(seed)
+            jobs.append((table, key, widths, arch, Training(
+                arch.build(widths), data, TrainConfig(epochs=epochs, device=str(device)), seed=seed, device=device,
+                train_split="full", eval_splits=("test",), progress=False, desc=f"{family} {table} {key}")))
+    for _ in run_together([job[-1] for job in jobs]):
+        pass
+    for table, key, widths, arch, training in jobs:
+        r = training.result
+        record[table][key] = {"test_acc": r.metrics["test"].top1, "test_loss": r.metrics["test"].loss,
+                              "macs": arch.macs(widths), "params": arch.params(widths), "widths": widths,
+                              "seconds": r.seconds, "train_loss": [h["train_loss"] for h in r.history]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", choices=sorted(MODES), default="cpu")
+    p.add_argument("--families", nargs="*", default=None, help="a subset of the mode's families")
+    p.add_argument("--dataset", default=None, help="override the mode's data set (e.g. cifar100 with --mode paper)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="JSON file of the results (default bench/results_evidence_MODE.json)")
+    p.add_argument("--work", default=None, help="run directories of the searches (default runs/evidence-MODE)")
+    p.add_argument("--render", metavar="JSON", help="print the markdown of a results file and exit")
+    p.add_argument("--plots", default=None, help="with --render: write the plots into this folder")
+    args = p.parse_args()
+    if args.render:
+        from bench_evidence_report import render  # noqa: PLC0415 - matplotlib only when rendering
+
+        print(render(Path(args.render), Path(args.plots) if args.plots else None))
+        return
+    s = dict(MODES[args.mode], mode=args.mode)
+    if args.dataset:
+        s["dataset"] = args.dataset
+    if args.families:
+        s["families"] = tuple(args.families)
+    args.out = args.out or f"bench/results_evidence_{args.mode}.json"
+    args.work = args.work or f"runs/evidence-{args.mode}"
+    results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
+    for family in s["families"]:
+        record = results.family(family)
+        start = time.perf_counter()
+        run_searches(s, family, record, args)
+        results.save()
+        print(f"{family}: searches done ({time.perf_counter() - start:.0f} s)", flush=True)
+        run_finals(s, family, record, args)
+        record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
+        results.save()
+        print(f"{family}: final trainings done ({time.perf_counter() - start:.0f} s)", flush=True)
+        for a, b in COMPARISONS:
+            accs = [(record["finals"][f"{a}/{i}"]["test_acc"], record["finals"][f"{b}/{i}"]["test_acc"])
+                    for i in range(s["seeds"])]
+            gain, ci = paired_difference([x for x, _ in accs], [y for _, y in accs])
+            print(f"  {a} - {b}: {100 * gain:+.2f} points" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else ""),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Markdown and plots of a bench_evidence.py results file (``bench_evidence.py --render``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench_evidence import ARMS, COMPARISONS, PAPER_AFTER, PAPER_BEFORE
+from netadjust.stats import mean_std, paired_difference
+
+LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
+          "uniform_0.64": "uniform 0.64x", "adjusted_0.64": "FUR-adjusted 0.64x"}
+
+
+def _pct(x: float, sign: bool = False) -> str:
+    return f"{100 * x:{'+' if sign else ''}.2f}"
+
+
+def stage_ratios(widths: dict[str, int], uniform: dict[str, int]) -> list[float]:
+    """Mean searched / uniform width per stage (keys ``stage{s}.``)."""
+    stages = sorted({k.split(".")[0] for k in widths})
+    return [sum(widths[k] / uniform[k] for k in widths if k.startswith(st + ".")) /
+            sum(1 for k in widths if k.startswith(st + ".")) for st in stages]
+
+
+def paper_ratios() -> list[float]:
+    return [sum(w / before for w in after) / len(after) for before, after in zip(PAPER_BEFORE, PAPER_AFTER)]
+
+
+def family_section(name: str, rec: dict, seeds: int) -> list[str]:
+    finals = rec["finals"]
+    if any(f"{arm}/{i}" not in finals for arm in ARMS for i in range(seeds)):
+        return [f"### {name}", "", "(unfinished: not every arm and seed has its final training)", ""]
+    uniform_macs = finals["uniform/0"]["macs"]
+    lines = [f"### {name}", "", "| arm | MACs (mean) | MACs / uniform | test acc % (mean ± std) | per seed |",
+             "|---|---:|---:|---:|---|"]
+    for arm in ARMS:
+        accs = [finals[f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
+        macs = sum(finals[f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds
+        m, sd = mean_std(accs)
+        lines.append(f"| {LABELS[arm]} | {macs:,.0f} | {macs / uniform_macs:.3f} | {_pct(m)} ± {_pct(sd)} | "
+                     f"{', '.join(_pct(a) for a in accs)} |")
+    lines += ["", "| paired difference (seed by seed) | mean (points) | 95% CI | per seed | wins |",
+              "|---|---:|---|---|---:|"]
+    for a, b in COMPARISONS:
+        xs = [finals[f"{a}/{i}"]["test_acc"] for i in range(seeds)]
+        ys = [finals[f"{b}/{i}"]["test_acc"] for i in range(seeds)]
+        gain, ci = paired_difference(xs, ys)
+        diffs = [x - y for x, y in zip(xs, ys)]
+        lines.append(f"| {LABELS[a]} - {LABELS[b]} | {_pct(gain, True)} | "
+                     f"{f'[{_pct(ci[0], True)}, {_pct(ci[1], True)}]' if ci else '-'} | "
+                     f"{', '.join(_pct(d, True) for d in diffs)} | {sum(d > 0 for d in diffs)} of {seeds} |")
+    if rec.get("plateau"):
+        final_epochs = len(finals["uniform/0"]["train_loss"])
+        points = sorted([(int(e), v["test_acc"]) for e, v in rec["plateau"].items()] +
+                        [(final_epochs, finals["uniform/0"]["test_acc"])])
+        lines += ["", "Uniform widths, seed 0, test accuracy against the length of the final training: "
+                  + ", ".join(f"{e} epochs {_pct(acc)}%" for e, acc in points) + "."]
+    uniform = finals["uniform/0"]["widths"]
+    ours = [stage_ratios(finals[f"adjusted/{i}"]["widths"], uniform) for i in range(seeds)]
+    mean = [sum(r[j] for r in ours) / seeds for j in range(len(ours[0]))]
+    lines += ["", "Searched / uniform width per stage (mean over seeds): "
+              + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(mean)) + "."]
+    secs = [v["seconds"] for v in rec["searches"].values()]
+    lines += [f"Search time: {sum(secs) / len(secs):.0f} s per search on average; this family took "
+              f"{rec.get('seconds', 0) / 60:.1f} min in all.", ""]
+    return lines
+
+
+def plots(data: dict, folder: Path) -> list[str]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    seeds = data["settings"]["seeds"]
+    fams = [(n, r) for n, r in data["families"].items()
+            if all(f"{arm}/{i}" in r["finals"] for arm in ARMS for i in range(seeds))]
+    if not fams:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    mode = data["settings"]["mode"]
+    fig = Figure(figsize=(4.5 * len(fams), 4))
+    for j, (name, rec) in enumerate(fams):
+        ax = fig.add_subplot(1, len(fams), j + 1)
+        for arm, marker in zip(ARMS, "osD^v"):
+            accs = [100 * rec["finals"][f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
+            macs = sum(rec["finals"][f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds / 1e6
+            m, sd = mean_std(accs)
+            ax.errorbar([macs], [m], yerr=[sd], marker=marker, capsize=4, linestyle="none", label=LABELS[arm])
+        ax.set_title(name)
+        ax.set_xlabel("MACs (M)")
+        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.grid(alpha=0.3)
+        if j == 0:
+            ax.legend(fontsize=7)
+    names = [f"evidence_{mode}_accuracy_vs_macs.png"]
+    FigureCanvasAgg(fig)
+    fig.savefig(folder / names[0], dpi=110, bbox_inches="tight")
+
+    fig = Figure(figsize=(4.5 * (len(fams) + 1), 3.6))
+    for j, (name, rec) in enumerate(fams):
+        ax = fig.add_subplot(1, len(fams) + 1, j + 1)
+        uniform = rec["finals"]["uniform/0"]["widths"]
+        keys = list(uniform)
+        for i in range(seeds):
+            w = rec["finals"][f"adjusted/{i}"]["widths"]
+            ax.plot(range(len(keys)), [w[k] / uniform[k] for k in keys], marker=".", alpha=0.6, label=f"seed {i}")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels([k.replace("stage", "s").replace(".block", ".b").replace(".conv", ".c") for k in keys],
+                           rotation=90, fontsize=6)
+        ax.set_ylabel("searched / uniform width")
+        ax.set_title(f"{name}: widths found")
+    ax = fig.add_subplot(1, len(fams) + 1, len(fams) + 1)
+    flat = [(s, w / PAPER_BEFORE[s]) for s, after in enumerate(PAPER_AFTER) for w in after]
+    ax.plot(range(len(flat)), [r for _, r in flat], marker="o", color="tab:red")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(flat)))
+    ax.set_xticklabels([f"l{s + 1}.b{k // 2}.c{k % 2 + 1}" for s, after in enumerate(PAPER_AFTER)
+                        for k in range(len(after))], rotation=90, fontsize=6)
+    ax.set_title("paper, ResNet-18 0.8x, ImageNet (Fig. 4)")
+    names.append(f"evidence_{mode}_widths.png")
+    FigureCanvasAgg(fig)
+    fig.savefig(folder / names[1], dpi=110, bbox_inches="tight")
+    return names
+
+
+def render(path: Path, plot_folder: Path | None = None) -> str:
+    data = json.loads(path.read_text())
+    s = data["settings"]
+    lines = ["# Evidence: FUR-adjusted widths against uniform and random ones at equal MACs", "",
+             f"- mode `{s['mode']}`; device: {data['device']}; torch {data['torch']}; "
+             f"{data['started']} to {data.get('updated', '?')}",
+             f"- command: `{data['command']}`",
+             f"- data: {s['dataset']}, training subset {s['train_subset'] or 'all'}, held-out fraction "
+             f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
+             f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds 0..{s['seeds'] - 1}",
+             f"- searches: {s['rounds']} rounds x {s['epochs']} epochs, FUR repeats {s['repeats']}, the method's other "
+             f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)",
+             f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
+             f"batch 128, channel-dropout regulariser 0.05)", ""]
+    for name, rec in data["families"].items():
+        lines += family_section(name, rec, s["seeds"])
+    paper = paper_ratios()
+    lines += ["The paper's ResNet-18 0.8x on ImageNet (Figure 4), searched / original width per stage: "
+              + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(paper)) + ".", ""]
+    if plot_folder is not None:
+        for name in plots(data, plot_folder):
+            lines += [f"![{name}](plots/{name})", ""]
+    return "\n".join(lines)
