@@ -47,6 +47,7 @@ def space(name: str, size: int, *, free: bool = False, inert: bool = False) -> S
 
 
 def width(sp: Space) -> int:
+    """How many channels a space has."""
     return sum(seg.size for seg in sp)
 
 
@@ -60,10 +61,11 @@ def describe(modules, out: Space | None, inp: Space | None = None):
 
 
 class Entry(NamedTuple):
-    """One state-dict entry: its module, what it is, and the space of each of its dims."""
+    """One state-dict entry: its module, what it is, its shape and the space of each of its dims."""
 
     module: str
     kind: str  # "weight", "bias" (conv / linear), "bn_weight", "bn_bias", "bn_mean", "bn_var", "other"
+    shape: tuple[int, ...]
     spaces: tuple[Space | None, ...]
 
 
@@ -71,21 +73,22 @@ _BN_KINDS = {"weight": "bn_weight", "bias": "bn_bias", "running_mean": "bn_mean"
 
 
 def _entry(module_name: str, module: nn.Module, tensor_name: str, tensor: torch.Tensor) -> Entry:
-    if tensor.dim() == 0:
-        return Entry(module_name, "other", ())
+    shape = tuple(tensor.shape)
+    if tensor.dim() == 0:  # num_batches_tracked
+        return Entry(module_name, "other", shape, ())
     spaces = getattr(module, "channel_spaces", None)
     if spaces is None:
         raise ValueError(f"{module_name} ({type(module).__name__}) has no channel description (models/channels.py)")
     out, inp = spaces
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return Entry(module_name, _BN_KINDS[tensor_name], (out,))
-    if isinstance(module, (nn.Conv2d, nn.Linear)) and tensor_name in ("weight", "bias"):
-        if tensor_name == "bias":
-            return Entry(module_name, "bias", (out,))
+        return Entry(module_name, _BN_KINDS[tensor_name], shape, (out,))
+    if isinstance(module, (nn.Conv2d, nn.Linear)) and tensor_name == "bias":
+        return Entry(module_name, "bias", shape, (out,))
+    if isinstance(module, (nn.Conv2d, nn.Linear)) and tensor_name == "weight":
         groups = getattr(module, "groups", 1)
-        if groups != 1 and not (groups == module.in_channels == module.out_channels):
+        if groups != 1 and not groups == module.in_channels == module.out_channels:
             raise ValueError(f"{module_name}: only dense and depthwise convs can be described, got groups={groups}")
-        return Entry(module_name, "weight", (out, inp if groups == 1 else None) + (None,) * (tensor.dim() - 2))
+        return Entry(module_name, "weight", shape, (out, inp if groups == 1 else None) + (None,) * (tensor.dim() - 2))
     raise ValueError(f"{module_name}.{tensor_name}: no channel rule for {type(module).__name__}")
 
 

@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from ..widths import Widths
 from .base import Arch, Layer, PreNormLayer, scale_width
 from .blocks import SegmentedNet, init_weights
+from .channels import Space, describe, space, width
 from .probes import ChannelDrop
 from .registry import Option, register
 
@@ -56,6 +57,14 @@ class DenseLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, self.probe(self.conv(F.relu(self.bn(x))))], 1)
 
+    def describe_channels(self, stream: Space) -> Space:
+        """Tag the modules with their channel spaces (models/channels.py); returns the
+        concatenation leaving: the stream entering, then this layer's growth segment (free)."""
+        growth = space(self.probe.key, self.conv.out_channels, free=True)
+        describe(self.bn, stream)
+        describe(self.conv, growth, stream)
+        return stream + growth
+
 
 class Transition(nn.Module):
     """(N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2))."""
@@ -67,6 +76,12 @@ class Transition(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2, ceil_mode=True)
+
+    def describe_channels(self, stream: Space) -> Space:
+        """Input and output both the concatenation of the segments before it."""
+        describe(self.bn, stream)
+        describe(self.conv, stream, stream)
+        return stream
 
 
 class DenseNet(Arch):
@@ -100,16 +115,20 @@ class DenseNet(Arch):
         return out
 
     def _build(self, widths: Widths) -> SegmentedNet:
-        segments: list[nn.Module] = [nn.Conv2d(self.in_channels, self.stem_width, 3, 1, 1, bias=False)]
-        c = self.stem_width
+        stream = space("stem", self.stem_width)  # channel spaces: models/channels.py
+        segments: list[nn.Module] = [describe(nn.Conv2d(self.in_channels, self.stem_width, 3, 1, 1, bias=False),
+                                              stream)]
         for b, keys in enumerate(self._keys, start=1):
             for key in keys:
-                segments.append(DenseLayer(key, c, widths[key]))
-                c += widths[key]
+                segments.append(DenseLayer(key, width(stream), widths[key]))
+                stream = segments[-1].describe_channels(stream)
             if b < 3:
-                segments.append(Transition(c))
-        segments.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten(), nn.Linear(c, self.num_classes)))
+                segments.append(Transition(width(stream)))
+                stream = segments[-1].describe_channels(stream)
+        c = width(stream)
+        segments.append(nn.Sequential(describe(nn.BatchNorm2d(c), stream), nn.ReLU(inplace=True),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                      describe(nn.Linear(c, self.num_classes), None, stream)))
         net = SegmentedNet(segments)
         init_weights(net)
         return net

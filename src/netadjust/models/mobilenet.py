@@ -48,6 +48,7 @@ from torch import nn
 from ..widths import Widths
 from .base import Arch, Layer, conv_out
 from .blocks import SegmentedNet, conv_bn, init_weights
+from .channels import Space, describe, space, width
 from .probes import ChannelDrop
 from .registry import IMAGENET_GEOMETRY, register
 
@@ -145,6 +146,7 @@ class InvertedResidual(nn.Module):
             layers.append(SqueezeExcite(hidden, squeeze_width(hidden, spec.t)))
         layers += conv_bn(hidden, cout, 1)  # linear bottleneck: no activation
         self.body = nn.Sequential(*layers)
+        self.spec = spec
         self.residual = spec.residual
         # The stage's width key is probed once, on the stage's output stream.
         self.out_probe = ChannelDrop(spec.out_key) if spec.last_in_stage else None
@@ -154,6 +156,28 @@ class InvertedResidual(nn.Module):
         if self.residual:
             out = out + x
         return self.out_probe(out) if self.out_probe is not None else out
+
+    def describe_channels(self, stream: Space) -> Space:
+        """Tag the modules with their channel spaces (models/channels.py) given the stream
+        entering; returns the stage's stream. Both keys are free: the expansion width covers the
+        expand, depthwise and SE convs and the project conv's input; the stage width covers the
+        whole stage stream, whose residual adds stay inside that one key's channels."""
+        spec = self.spec
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        norms = [m for m in self.body if isinstance(m, nn.BatchNorm2d)]
+        *expand, depthwise, project = zip(convs, norms)
+        hidden = stream if spec.expand_key is None else space(spec.expand_key, depthwise[0].out_channels, free=True)
+        out = space(spec.out_key, project[0].out_channels, free=True)
+        if expand:
+            describe(expand[0], hidden, stream)
+        describe(depthwise, hidden)
+        for se in (m for m in self.body if isinstance(m, SqueezeExcite)):
+            squeeze = space(f"blocks.{spec.index}.squeeze", se.reduce.out_channels)  # derived: keeps a prefix
+            describe(se.reduce, squeeze, hidden)
+            describe(se.expand, hidden, squeeze)
+        describe(project, out, hidden)
+        assert not self.residual or stream == out, "a residual block reads and writes its stage's space"
+        return out
 
 
 class MobileNet(Arch):
@@ -205,17 +229,20 @@ class MobileNet(Arch):
         return out
 
     def _build(self, widths: Widths) -> SegmentedNet:
-        stem = nn.Sequential(*conv_bn(self.in_channels, self.stem_width, 3, 2), self.act(inplace=True))
+        stream = space("stem", self.stem_width)  # channel spaces: models/channels.py
+        stem = nn.Sequential(*describe(conv_bn(self.in_channels, self.stem_width, 3, 2), stream),
+                             self.act(inplace=True))
         segments: list[nn.Module] = [stem]
-        cin = self.stem_width
         for spec in self._blocks:
+            cin = width(stream)
             hidden = cin if spec.expand_key is None else widths[spec.expand_key]
-            cout = widths[spec.out_key]
-            segments.append(InvertedResidual(spec, cin, hidden, cout, self.act))
-            cin = cout
-        segments.append(nn.Sequential(*conv_bn(cin, self.last_width, 1), self.act(inplace=True),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(DROPOUT),
-                                      nn.Linear(self.last_width, self.num_classes)))
+            segments.append(InvertedResidual(spec, cin, hidden, widths[spec.out_key], self.act))
+            stream = segments[-1].describe_channels(stream)
+        head = space("head", self.last_width)
+        last = describe(conv_bn(width(stream), self.last_width, 1), head, stream)
+        fc = describe(nn.Linear(self.last_width, self.num_classes), None, head)
+        segments.append(nn.Sequential(*last, self.act(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                      nn.Dropout(DROPOUT), fc))
         net = SegmentedNet(segments)
         init_weights(net)
         return net
