@@ -63,6 +63,10 @@ class FurResult:
     clipped: list[str]  # keys whose p_l was clipped to MAX_DROP_RATE
     base_loss: float  # held-out loss without any drop
     seconds: float
+    # Per key and channel: the mean over held-out samples of the squared first-order change of a
+    # sample's loss when that channel is removed, (activation * gradient summed over space)^2.
+    # A by-product of the control variate's backward pass (fast mode with control variate only).
+    channel_importance: dict[str, list[float]] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,10 +124,12 @@ def _first_order_slopes(losses: torch.Tensor, activations: dict[str, torch.Tenso
 
 @torch.no_grad()
 def fast_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys: Sequence[str],
-                rates: Mapping[str, float], repeats: int, *, control_variate: bool = True, progress: bool = False
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                rates: Mapping[str, float], repeats: int, *, control_variate: bool = True, progress: bool = False,
+                importance: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """What :func:`reference_losses` returns, computed segment-wise with the repeats stacked;
-    ``control_variate`` subtracts each sample's zero-mean first-order loss change."""
+    ``control_variate`` subtracts each sample's zero-mean first-order loss change. With the
+    control variate, ``importance`` (a dict) receives per key the summed squared first-order
+    change of each channel's removal over the samples: ``(B, C)`` slopes squared, summed over B."""
     segment_of = model.probe_segments()
     segments = list(model.segments)
     device = batches[0][0].device if batches else torch.device("cpu")
@@ -138,6 +144,10 @@ def fast_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys: Seq
                 losses = F.cross_entropy(inputs[-1], y, reduction="none")
                 if control_variate:
                     slopes = _first_order_slopes(losses, {key: traces[key].activation for key in keys})
+                    if importance is not None:
+                        for key in keys:
+                            square = slopes[key].double().square().sum(0)
+                            importance[key] = importance[key] + square if key in importance else square
             base += losses.sum().detach().double()
             inputs = [h.detach() for h in inputs]
             targets = y.repeat(repeats)
@@ -186,15 +196,18 @@ def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapp
     mine = list(widths)[env.rank::env.world_size]  # this rank's share of the keys
     batches = list(data.batches(split, batch_size=batch_size, train=False, device=device))
     count = sum(len(y) for _, y in batches)
+    importance: dict[str, torch.Tensor] | None = {} if mode == "fast" and control_variate else None
     with probes.off(), probes.streams(seed, device):
         if mode == "reference":
             base, sums = reference_losses(model, probes, batches, mine, rates, repeats, progress=progress)
         else:
             base, sums = fast_losses(model, probes, batches, mine, rates, repeats, control_variate=control_variate,
-                                     progress=progress)
+                                     progress=progress, importance=importance)
     base_loss = base.item() / count
-    local = {key: mean_stderr((sums[key] / count - base_loss).tolist()) for key in mine}
+    local = {key: (*mean_stderr((sums[key] / count - base_loss).tolist()),
+                   None if importance is None else (importance[key] / count).tolist()) for key in mine}
     merged = {k: v for part in all_gather_objects(local) for k, v in part.items()}
     fur = {key: merged[key][0] for key in widths}
     stderr = {key: merged[key][1] for key in widths}
-    return FurResult(fur, stderr, rates, clipped, base_loss, time.perf_counter() - start)
+    channels = None if importance is None else {key: merged[key][2] for key in widths}
+    return FurResult(fur, stderr, rates, clipped, base_loss, time.perf_counter() - start, channels)
