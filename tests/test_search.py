@@ -230,3 +230,53 @@ def test_searches_run_together_give_what_they_give_alone(tmp_path):
     alone = [search(cfg.replace(out=cfg.out + "-alone"), progress=False) for cfg in cfgs]
     assert [strip(r) for r in together] == [strip(r) for r in alone]
     assert strip(together[0]) != strip(together[1])
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory):
+    cfg = SearchConfig.from_dict({**TINY, "rounds": 3, "epochs": 4, "final_epochs": 0, "warm_start": True,
+                                  "out": str(tmp_path_factory.mktemp("warm") / "run")})
+    return cfg, search(cfg, progress=False)
+
+
+def test_warm_rounds_start_from_the_previous_network_resized(warm):
+    from netadjust.models import top_channels
+    from netadjust.search import warm_start
+
+    cfg, result = warm
+    assert [r.warm for r in result.records] == [False, True, True]
+    assert [len(r.history) for r in result.records] == [4, 1, 1]  # --warm-epochs default: epochs // 4
+    previous = torch.load(result.run_dir / "checkpoints" / "round0.pt", weights_only=True)
+    importance = previous["channel_importance"]
+    assert set(importance) == set(ARCH.keys())  # FUR's per-channel scores, saved with the round
+    narrowed = [k for k, d in result.records[0].moves.items() if d < 0 and k.endswith("conv1")]
+    keep = top_channels({k: torch.tensor(importance[k]) for k in narrowed}, result.records[1].widths)
+    for key in narrowed:  # the most important channels by FUR's first-order scores
+        scores = torch.tensor(importance[key])
+        kept = keep[key]
+        assert len(kept) == result.records[1].widths[key]
+        assert min(scores[kept]) >= max(scores[[i for i in range(len(scores)) if i not in kept]], default=-1)
+    old = ARCH.build(previous["widths"])
+    old.load_state_dict(previous["model"])
+    start = warm_start(ARCH, previous, result.records[1].widths, seed=cfg.seed + 1)
+    blocks = {b.probe1.key: b for b in start.segments if hasattr(b, "probe1")}
+    old_blocks = {b.probe1.key: b for b in old.segments if hasattr(b, "probe1")}
+    for key in narrowed:  # the warm round starts from exactly those channels, in every tensor of theirs
+        new_b, old_b = blocks[key], old_blocks[key]
+        cin = min(new_b.conv1.in_channels, old_b.conv1.in_channels)  # the stream keeps a prefix
+        cout = min(new_b.conv2.out_channels, old_b.conv2.out_channels)
+        assert torch.equal(new_b.conv1.weight[:, :cin], old_b.conv1.weight[keep[key], :cin])
+        assert torch.equal(new_b.bn1.running_mean, old_b.bn1.running_mean[keep[key]])
+        assert torch.equal(new_b.conv2.weight[:cout], old_b.conv2.weight[:cout, keep[key]])
+
+
+def test_warm_search_resumed_after_a_round_gives_the_same_rounds(warm, tmp_path):
+    cfg, result = warm
+    first = cfg.replace(rounds=1, out=str(tmp_path / "run"))
+    search(first, progress=False)
+    resumed = search(first.replace(rounds=3), resume=True, allow_changes=True, progress=False)
+
+    def strip(records):
+        return [{k: v for k, v in r.to_dict().items() if "seconds" not in k and k != "history"} for r in records]
+
+    assert strip(resumed.records) == strip(result.records)

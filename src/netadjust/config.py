@@ -110,6 +110,10 @@ class SearchConfig:
     fur_control_variate: bool = setting(True, "fast FUR mode: subtract the zero-mean first-order loss change")
     fur_batch_size: int = setting(256, "held-out batch size for FUR")
     guide: str = setting("fur", "what ranks the layers to widen and narrow: fur, or random (a control)")
+    warm_start: bool = setting(False, "rounds after the first start from the previous round's trained network, "
+                                      "resized to the new widths, and train --warm-epochs")
+    warm_epochs: int | None = setting(None, "epochs of a warm-started round, with their own cosine schedule "
+                                            "(default: a quarter of --epochs, at least 1)")
     # budget
     budget: float = setting(1.0, "target MACs as a fraction of the original network's")
     tolerance: float = setting(0.01, "allowed relative MACs error of the restore")
@@ -151,6 +155,8 @@ class SearchConfig:
             out.append(f"--guide must be one of {', '.join(GUIDES)}, got {self.guide!r}")
         if self.fur_mode not in FUR_MODES:
             out.append(f"--fur-mode must be one of {', '.join(FUR_MODES)}, got {self.fur_mode!r}")
+        if self.warm_epochs is not None and self.warm_epochs < 1:
+            out.append(f"--warm-epochs must be a positive integer, got {self.warm_epochs!r}")
         if self.train_subset is not None and self.train_subset < 1:
             out.append(f"--train-subset must be a positive integer, got {self.train_subset!r}")
         return out
@@ -161,6 +167,10 @@ class SearchConfig:
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
+
+    def warm_epochs_or_default(self) -> int:
+        """Epochs of a warm-started round: ``warm_epochs``, or a quarter of ``epochs`` (at least 1)."""
+        return self.warm_epochs if self.warm_epochs is not None else max(1, self.train.epochs // 4)
 
     def rule(self) -> AdjustRule:
         """The adjustment rule these settings describe."""

@@ -53,6 +53,7 @@ class RoundRecord(_Record):
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch
     guide: str = "fur"  # what ranked the layers: "fur", or "random" (the control)
+    warm: bool = False  # trained from the previous round's network resized (--warm-start), not from scratch
 
 
 @dataclass

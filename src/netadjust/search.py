@@ -24,6 +24,7 @@ from .budget import fit_budget, within
 from .config import SearchConfig
 from .dist import broadcast_object, pick_device
 from .fur import estimate_fur, random_scores
+from .models import channel_importance, resize, top_channels
 from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
 from .session import Session, open_run, open_session
@@ -89,19 +90,20 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     log.info("search: %s on %s, %d searchable layers, target %.3fM MACs, %d rounds%s", arch.name, data.name,
              len(widths), target / 1e6, cfg.rounds, f" (resuming after round {len(records)})" if records else "")
     started, first = time.perf_counter(), len(records)
+    previous = _round_state(run, first - 1) if cfg.warm_start and first > 0 else None
     for t in range(first, cfg.rounds):
         round_start = time.perf_counter()
+        warm = previous is not None
+        schedule = dataclasses.replace(cfg.train, epochs=cfg.warm_epochs_or_default()) if warm else cfg.train
         torch.manual_seed(cfg.seed)
-        training = Training(arch.build(widths), data, cfg.train, seed=cfg.seed, device=session.device, env=env,
-                            progress=progress, desc=f"{cfg.out} round {t + 1}/{cfg.rounds}",
+        model = arch.build(widths) if not warm else warm_start(arch, previous, widths, seed=cfg.seed + t)
+        training = Training(model, data, schedule, seed=cfg.seed, device=session.device, env=env, progress=progress,
+                            desc=f"{cfg.out} round {t + 1}/{cfg.rounds}{' (warm)' if warm else ''}",
                             **run.trainer_state(run.current, write=env.is_main, round=t, widths=widths,
-                                                train=dataclasses.asdict(cfg.train)))
+                                                train=dataclasses.asdict(schedule)))
         yield from training.run()
         trained = training.result
         train_seconds = time.perf_counter() - round_start
-        if env.is_main:
-            run.save_checkpoint(t, {"round": t, "widths": widths, "arch": arch.settings(), "config": cfg.to_flat(),
-                                    "model": trained.model.state_dict()})
         if cfg.guide == "fur":
             # Every rank probes its share of the layers and ends with the whole FUR vector.
             fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
@@ -110,6 +112,11 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
                                env=env, progress=progress and env.is_main)
         else:
             fur = random_scores(widths, seed=cfg.seed + t, base_loss=trained.metrics["heldout"].loss)
+        state = {"round": t, "widths": widths, "arch": arch.settings(), "config": cfg.to_flat(),
+                 "model": trained.model.state_dict(), "channel_importance": fur.channel_importance}
+        if env.is_main:
+            run.save_checkpoint(t, state)
+        previous = state if cfg.warm_start else None
         adjusted, moves = adjust_widths(widths, original, fur.fur, rule, t)
         next_widths = fit_budget(arch, adjusted, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
                                  min_width=min(cfg.min_width, *adjusted.values()))
@@ -122,7 +129,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
             fur=fur.fur, fur_stderr=fur.stderr, drop_rate=fur.drop_rate, drop_rate_clipped=fur.clipped,
             fur_base_loss=fur.base_loss, moves=moves, next_widths=next_widths, next_macs=arch.macs(next_widths),
             train_seconds=train_seconds, fur_seconds=fur.seconds, seconds=time.perf_counter() - round_start,
-            history=trained.history, guide=cfg.guide)
+            history=trained.history, guide=cfg.guide, warm=warm)
         if env.is_main:
             run.append_record(record)
             run.current.unlink(missing_ok=True)
@@ -149,6 +156,32 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     if env.is_main:
         run.write_json(run.summary, summary.to_dict())
     return SearchResult(run.path, records, original, widths, summary)
+
+
+def _round_state(run: RunDir, t: int) -> dict[str, Any]:
+    """Round ``t``'s saved network (to warm-start the next round after a resume)."""
+    return torch.load(run.checkpoint(t), map_location="cpu", weights_only=True)
+
+
+def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int) -> torch.nn.Module:
+    """The previous round's trained network resized to ``widths`` (docs/method.md#warm-start).
+
+    Narrowed keys whose channels can be chosen keep their most important channels: FUR's
+    per-channel first-order loss change where the round measured it (fast mode with the control
+    variate), else BN scale times filter norm. Widened keys get new channels that leave the
+    network's function unchanged (models/resize.py). New weights are drawn from ``seed``.
+    """
+    old = previous["widths"]
+    old_model = arch.build(old)
+    old_model.load_state_dict(previous["model"])
+    scores = previous.get("channel_importance")
+    fallback = channel_importance(old_model, arch, old)  # the keys whose channels can be chosen
+    importance = {k: torch.tensor(scores[k]) if scores else fallback[k] for k in fallback}
+    state = resize(arch, old_model.state_dict(), old, widths, keep=top_channels(importance, widths),
+                   generator=torch.Generator().manual_seed(seed % 2**63))
+    model = arch.build(widths)
+    model.load_state_dict(state)
+    return model
 
 
 def final_comparison(session: Session, run: RunDir, original: Widths, searched: Widths, *,

@@ -1,0 +1,99 @@
+"""Warm-start search against the cold (from scratch) search, on the same seeds.
+
+Each seed runs both searches with the same settings and the same final comparison (the searched
+and the original widths retrained from scratch for ``final_epochs``): the search's wall time as
+a multiple of one final training (of the original widths, measured in the same run), and the
+searched widths' final test accuracy.
+
+    python bench/bench_warm.py                 # ResNet-20 x0.5, Fashion-MNIST subset, 3 seeds (CPU: ~20 min)
+    python bench/bench_warm.py --quick         # digits, a minute
+Writes bench/RESULTS_warm.md (or --out) and the JSON beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from netadjust.config import SearchConfig
+from netadjust.search import search
+from netadjust.stats import mean_std, paired_difference
+
+SETTINGS = dict(arch="resnet20", width_mult=0.5, dataset="fashion-mnist", train_subset=4000, heldout_fraction=0.02,
+                rounds=4, epochs=4, repeats=2, final_epochs=8)
+QUICK = dict(arch="resnet20", width_mult=0.25, dataset="digits", train_subset=512, rounds=3, epochs=4, repeats=2,
+             final_epochs=4)
+
+
+def run(settings: dict, seeds: int, data_dir: str | None) -> dict:
+    out: dict = {"settings": settings, "seeds": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            row = {}
+            for mode in ("cold", "warm"):
+                cfg = SearchConfig.from_dict({**settings, "data_dir": data_dir, "seed": seed,
+                                              "warm_start": mode == "warm", "out": f"{tmp}/{mode}{seed}"})
+                result = search(cfg, progress=False)
+                final = json.loads((result.run_dir / "final" / f"original_seed{seed}.json").read_text())
+                s = result.summary
+                row[mode] = {"search_seconds": s.search_seconds, "final_seconds": final["seconds"],
+                             "ratio": s.search_seconds / final["seconds"], "searched_test_acc": s.searched_test_acc,
+                             "original_test_acc": s.original_test_acc, "widths": result.widths_final,
+                             "train_seconds": sum(r.train_seconds for r in result.records),
+                             "fur_seconds": sum(r.fur_seconds for r in result.records)}
+                print(f"seed {seed} {mode}: search {s.search_seconds:.0f} s = {row[mode]['ratio']:.2f}x a final "
+                      f"training; searched {100 * s.searched_test_acc:.2f}%", flush=True)
+            out["seeds"][str(seed)] = row
+    return out
+
+
+def markdown(d: dict, command: str) -> str:
+    seeds = list(d["seeds"].values())
+    s = d["settings"]
+    lines = ["# Warm-start search against cold search", "",
+             f"- date: {dt.date.today().isoformat()}; machine: {platform.platform()}, {torch.get_num_threads()} torch "
+             f"threads, torch {torch.__version__}", f"- command: `{command}`",
+             f"- {s['arch']} x{s['width_mult']} on {s['dataset']} (training subset {s.get('train_subset') or 'all'}), "
+             f"{s['rounds']} rounds x {s['epochs']} epochs (warm rounds: the default quarter of that), FUR repeats "
+             f"{s['repeats']}, final trainings {s['final_epochs']} epochs", "",
+             "| seed | cold: search / final | warm: search / final | cold searched % | warm searched % | original % |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for i, row in enumerate(seeds):
+        lines.append(f"| {i} | {row['cold']['ratio']:.2f}x | {row['warm']['ratio']:.2f}x | "
+                     f"{100 * row['cold']['searched_test_acc']:.2f} | {100 * row['warm']['searched_test_acc']:.2f} | "
+                     f"{100 * row['cold']['original_test_acc']:.2f} |")
+    ratios = {m: mean_std([r[m]["ratio"] for r in seeds]) for m in ("cold", "warm")}
+    accs = {m: mean_std([r[m]["searched_test_acc"] for r in seeds]) for m in ("cold", "warm")}
+    gain, ci = paired_difference([r["warm"]["searched_test_acc"] for r in seeds],
+                                 [r["cold"]["searched_test_acc"] for r in seeds])
+    lines += ["", f"Search / one final training: cold {ratios['cold'][0]:.2f}x ± {ratios['cold'][1]:.2f}, "
+              f"warm {ratios['warm'][0]:.2f}x ± {ratios['warm'][1]:.2f}.",
+              f"Searched widths' final test accuracy: cold {100 * accs['cold'][0]:.2f} ± {100 * accs['cold'][1]:.2f}, "
+              f"warm {100 * accs['warm'][0]:.2f} ± {100 * accs['warm'][1]:.2f}; warm - cold {100 * gain:+.2f} points"
+              + (f", 95% CI [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + " (paired by seed).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=str(Path(__file__).parent / "RESULTS_warm.md"))
+    args = p.parse_args()
+    d = run(QUICK if args.quick else SETTINGS, args.seeds, args.data_dir)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(d, indent=1))
+    text = markdown(d, " ".join(["python", *sys.argv]))
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
