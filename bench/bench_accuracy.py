@@ -52,6 +52,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from netadjust.stats import mean_std
+
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -78,10 +80,6 @@ def check_data() -> None:
     if missing:
         sys.exit(f"Fashion-MNIST is missing ({', '.join(missing)} not in {FASHION_DIR}).\n"
                  f"Install it with:  sudo apt-get install dataset-fashion-mnist")
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def counted_macs(model, in_channels: int, size: int) -> int:

@@ -14,6 +14,7 @@ ORDER = [
     ("gpu", "GPU training speed (CUDA graphs, networks side by side, a whole search)"),
     ("accuracy", "Accuracy at equal FLOPs (uniform, adjusted, pruned; 0.64x)"),
     ("accuracy_long", "Accuracy at equal FLOPs on a longer schedule (uniform vs adjusted)"),
+    ("warm", "Warm-start search against cold search"),
     ("search_cost", "Search cost"),
     ("search_cost_long", "Search cost on the longer schedule"),
     ("fur", "FUR estimation speed and fidelity"),

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from netadjust.config import TrainConfig
-from netadjust.data import synthetic
+from netadjust.data import load_dataset, synthetic
 from netadjust.errors import TrainingError
-from netadjust.models import get_arch
-from netadjust.models import Probes
-from netadjust.train import build_and_train, lr_at
+from netadjust.models import Probes, get_arch
+from netadjust.train import build_and_train, evaluate, lr_at
 
 from test_cli import run_cli
 
@@ -72,11 +71,21 @@ def test_train_command_writes_summary_and_checkpoint(tmp_path):
                                 "--train-subset", "200", "--batch-size", "50", "--out", str(out), "--quiet")
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("test_acc", "heldout_acc"):
-        assert 0 <= summary[key] <= 1
-    assert summary["macs"] > 0 and summary["params"] > 0 and summary["seconds"] > 0
+    arch = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.25)
+    assert summary["widths"] == arch.default_widths() and summary["arch"] == arch.settings()
+    assert (summary["macs"], summary["params"]) == (arch.macs(arch.default_widths()), arch.params(arch.default_widths()))
+    assert (summary["macs"], summary["params"]) == (159_136, 17_254)
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1 and state["widths"] == summary["widths"]
+    assert summary["seconds"] >= state["history"][0]["seconds"]
+    # The accuracies are those of the saved weights on the held-out and test splits.
+    model = arch.build(state["widths"])
+    model.load_state_dict(state["model"])
+    data = load_dataset("digits", train_subset=200)
+    for split in ("test", "heldout"):
+        metrics = evaluate(model.eval(), data, split, batch_size=256)
+        assert (metrics.top1, metrics.loss) == pytest.approx((summary[f"{split}_acc"], summary[f"{split}_loss"]),
+                                                             rel=1e-6)
     code, _, err = run_cli("train", "--dataset", "digits", "--out", str(out), "--epochs", "1")
     assert code == 2 and "already exists" in err
 

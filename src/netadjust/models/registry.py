@@ -101,12 +101,6 @@ def list_archs() -> dict[str, str]:
     return {name: family.description for name, family in _REGISTRY.items()}
 
 
-def geometry_of(name: str) -> Mapping[str, int]:
-    """The natural num_classes / in_channels / input_size of architecture ``name``."""
-    family = _REGISTRY.get(name)
-    return family.geometry if family else CIFAR_GEOMETRY
-
-
 def options_of(name: str) -> tuple[Option, ...]:
     """The options architecture ``name`` takes (none for an unregistered one)."""
     family = _REGISTRY.get(name)
