@@ -18,7 +18,9 @@ enough for the uniform network's accuracy to have stopped rising.
 Modes (``--mode``): ``gpu`` (whole Fashion-MNIST training set, one GPU: about 5 minutes per
 family on an H100 with 10-epoch finals, measured; the default 20-epoch finals add about 2 more),
 ``cpu`` (a reduced scale meant to fit about two hours on 2 cores), ``paper`` (``--dataset cifar100 --data-dir
-DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs at width 1.0), ``quick`` (digits,
+DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs at width 1.0; about 5 hours per
+family on one H100 by an estimate from the measured Fashion-MNIST rates scaled by MACs, not a
+measurement), ``quick`` (digits,
 a minute: a rehearsal of the script). ``--families`` picks a subset. Everything measured goes
 into one JSON file (``--out``), rewritten after every family's searches and trainings; a rerun
 with the same ``--out`` and ``--work`` continues where the last one stopped.
@@ -175,6 +177,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=sorted(MODES), default="cpu")
     p.add_argument("--families", nargs="*", default=None, help="a subset of the mode's families")
+    p.add_argument("--seeds", type=int, default=None, help="override the mode's number of seeds (5)")
     p.add_argument("--dataset", default=None, help="override the mode's data set (e.g. cifar100 with --mode paper)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
@@ -193,6 +196,8 @@ def main() -> None:
         s["dataset"] = args.dataset
     if args.families:
         s["families"] = tuple(args.families)
+    if args.seeds:
+        s["seeds"] = args.seeds
     args.out = args.out or f"bench/results_evidence_{args.mode}.json"
     args.work = args.work or f"runs/evidence-{args.mode}"
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
