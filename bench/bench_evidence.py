@@ -15,19 +15,21 @@ held-out, as a search's final comparison) and tested. ``plateau`` trains the uni
 seed 0 for half and twice the final epochs too, to show whether the final trainings are long
 enough for the uniform network's accuracy to have stopped rising.
 
-Modes (``--mode``): ``gpu`` (whole Fashion-MNIST training set, one GPU: about 5 minutes per
-family on an H100 with 10-epoch finals, measured; the default 20-epoch finals add about 2 more),
-``cpu`` (a reduced scale meant to fit about two hours on 2 cores), ``paper`` (``--dataset cifar100 --data-dir
-DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs at width 1.0; about 5 hours per
-family on one H100 by an estimate from the measured Fashion-MNIST rates scaled by MACs, not a
-measurement), ``quick`` (digits,
-a minute: a rehearsal of the script). ``--families`` picks a subset. Everything measured goes
-into one JSON file (``--out``), rewritten after every family's searches and trainings; a rerun
-with the same ``--out`` and ``--work`` continues where the last one stopped.
+Modes (``--mode``): ``gpu`` (the whole Fashion-MNIST training set on one GPU: measured about 5
+minutes per family on an H100 with 10-epoch final trainings; the default 20-epoch finals add
+about 2), ``cpu`` (a reduced scale meant to fit about two hours on 2 cores), ``paper``
+(``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
+at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST rates
+scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
+script). ``--families`` and ``--seeds`` cut a mode down. Everything measured goes into one JSON
+file (``--out``), rewritten after every family's searches and trainings; a rerun with the same
+``--out`` and ``--work`` continues where the last one stopped.
 
     python bench/bench_evidence.py --mode cpu --out bench/results_evidence_cpu.json
-    python bench/bench_evidence.py --render bench/results_evidence_cpu.json --plots bench/plots \
-        > bench/RESULTS_evidence.md
+    python bench/bench_evidence.py --render bench/results_evidence_cpu.json --plots bench/plots
+
+``--render`` prints the markdown of one results file; bench/RESULTS_evidence.md gathers those of
+the runs made, under a reading written by hand.
 """
 
 from __future__ import annotations
