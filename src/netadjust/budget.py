@@ -3,12 +3,15 @@
 After an adjustment the network's MACs drift from the budget ``F0``. All searchable widths are
 multiplied by one factor ``s`` (stem and classifier are fixed), rounded to integers (or to a
 multiple, e.g. 8, for hardware-friendly widths) and kept at or above the minimum width. ``s``
-is found by bisection until ``|F - F0| / F <= tolerance`` (1% in the official code). MACs are
+is found by bisection until ``|F - F0| / F <= tolerance`` (1% in the official code). A key
+whose width the architecture constrains (a grouped conv's groups, an even channel split:
+``Arch.width_steps``) is rounded to the least common multiple of both. MACs are
 evaluated from the layer list, never by building a model, so this takes milliseconds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from .errors import ConfigError
@@ -20,9 +23,12 @@ def round_to(value: float, multiple: int = 1) -> int:
     return max(multiple, multiple * round(value / multiple))
 
 
-def scale_widths(widths: Mapping[str, int], scale: float, *, multiple_of: int = 1, min_width: int = 1) -> dict[str, int]:
-    """Every width times ``scale``, rounded, and not below ``min_width``."""
-    return {k: max(min_width, round_to(w * scale, multiple_of)) for k, w in widths.items()}
+def scale_widths(widths: Mapping[str, int], scale: float, *, multiple_of: int | Mapping[str, int] = 1,
+                 min_width: int = 1) -> dict[str, int]:
+    """Every width times ``scale``, rounded to its multiple (one for all, or per key), and not
+    below ``min_width`` (rounded up to the multiple)."""
+    steps = multiple_of if isinstance(multiple_of, Mapping) else dict.fromkeys(widths, multiple_of)
+    return {k: max(steps[k] * math.ceil(min_width / steps[k]), round_to(w * scale, steps[k])) for k, w in widths.items()}
 
 
 def within(macs: int, target: float, tolerance: float) -> bool:
@@ -36,10 +42,13 @@ def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, toleranc
     Raises :class:`ConfigError` when the budget is below what the minimum widths cost, or when
     the rounding granularity makes the tolerance unreachable.
     """
-    def cost(s: float) -> int:
-        return arch.macs(scale_widths(widths, s, multiple_of=multiple_of, min_width=min_width))
+    steps = {k: math.lcm(multiple_of, step) for k, step in arch.width_steps().items()}
 
-    if multiple_of == 1 and within(arch.macs(widths), target, tolerance):
+    def cost(s: float) -> int:
+        return arch.macs(scale_widths(widths, s, multiple_of=steps, min_width=min_width))
+
+    if multiple_of == 1 and all(w % steps[k] == 0 for k, w in widths.items()) and within(arch.macs(widths), target,
+                                                                                        tolerance):
         return dict(widths)
     lo, hi = 0.0, 1.0
     floor = cost(lo)
@@ -53,7 +62,7 @@ def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, toleranc
             raise ConfigError(f"budget of {target:,.0f} MACs is unreachable by widening {arch.name}")
     for _ in range(max_steps):
         mid = (lo + hi) / 2
-        candidate = scale_widths(widths, mid, multiple_of=multiple_of, min_width=min_width)
+        candidate = scale_widths(widths, mid, multiple_of=steps, min_width=min_width)
         macs = arch.macs(candidate)
         if within(macs, target, tolerance):
             return candidate
@@ -62,16 +71,17 @@ def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, toleranc
     # widths in a stage, a coarse --multiple-of, or a "max" residual stream whose width one conv
     # sets). Leave uniform scaling by one layer at a time: from the rounding below the target,
     # round layers up; from the one above, round layers down, nearest to their rounding first.
-    below = scale_widths(widths, lo, multiple_of=multiple_of, min_width=min_width)
-    above = scale_widths(widths, hi, multiple_of=multiple_of, min_width=min_width)
+    below = scale_widths(widths, lo, multiple_of=steps, min_width=min_width)
+    above = scale_widths(widths, hi, multiple_of=steps, min_width=min_width)
     best = below
     up = sorted(widths, key=lambda k: above[k] - widths[k] * hi)
     down = sorted(widths, key=lambda k: widths[k] * hi - above[k])
-    for start, order, step in ((below, up, multiple_of), (above, down, -multiple_of)):
+    for start, order, sign in ((below, up, 1), (above, down, -1)):
         candidate = dict(start)
         for key in order:
             previous = candidate[key]
-            candidate[key] = max(min_width, previous + step)
+            step = sign * steps[key]
+            candidate[key] = max(steps[key] * math.ceil(min_width / steps[key]), previous + step)
             macs = arch.macs(candidate)
             if within(macs, target, tolerance):
                 return candidate

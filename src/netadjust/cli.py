@@ -116,7 +116,7 @@ def flops_report(arch, widths: dict[str, int]) -> dict:
         "arch": arch.settings(),
         "macs": macs,
         "macs_without_stem": macs - stem,
-        "params": sum(layer.params for layer in layers),
+        "params": arch.params(widths),
         "layers": [{"name": layer.name, "cin": layer.cin, "cout": layer.cout, "macs": layer.macs,
                     "params": layer.params, "searchable": layer.name in widths,
                     "dmacs_dc": deriv.get(layer.name)} for layer in layers],

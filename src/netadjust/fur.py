@@ -107,18 +107,26 @@ def reference_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys
     return base, sums
 
 
-def _first_order_slopes(losses: torch.Tensor, activations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _first_order_slopes(losses: torch.Tensor,
+                        activations: dict[str, torch.Tensor | list[torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Per sample and channel, sum over space of activation * d(own loss)/d(activation): (B, C).
+    A key probed at several sites (one mask for all) sums over them.
 
     In eval mode each sample's loss depends on its own activations only, so one backward pass
     of the summed loss gives every sample's gradient at every probe at once.
     """
-    keys = list(activations)
-    grads = torch.autograd.grad(losses.sum(), [activations[k] for k in keys], allow_unused=True)
+    sites = {key: a if isinstance(a, list) else [a] for key, a in activations.items()}
+    flat = [a for key in sites for a in sites[key]]
+    grads = iter(torch.autograd.grad(losses.sum(), flat, allow_unused=True))
     out = {}
-    for key, grad in zip(keys, grads):
-        a = activations[key].detach()
-        out[key] = torch.zeros(a.shape[:2], device=a.device) if grad is None else (a * grad).flatten(2).sum(2)
+    for key, acts in sites.items():
+        total = None
+        for a in acts:
+            grad = next(grads)
+            if grad is not None:
+                term = (a.detach() * grad).reshape(a.shape[0], a.shape[1], -1).sum(2)
+                total = term if total is None else total + term
+        out[key] = total if total is not None else torch.zeros(acts[0].shape[:2], device=acts[0].device)
     return out
 
 

@@ -23,6 +23,7 @@ from .adjust import adjust_widths
 from .budget import fit_budget, within
 from .config import SearchConfig
 from .dist import broadcast_object, pick_device
+from .errors import ConfigError
 from .fur import estimate_fur, random_scores
 from .models import channel_importance, resize, top_channels
 from .records import FinalRun, RoundRecord, Summary
@@ -82,6 +83,9 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     arch, data, env = session.arch, session.data, session.env
     rule = cfg.rule()
     rule.check(len(arch.keys()))
+    if cfg.warm_start and not arch.resizable:
+        raise ConfigError(f"--warm-start is not available for {arch.name}: netadjust carries trained weights to other "
+                          f"widths only for its own families (see `netadjust models`); drop --warm-start")
     target = cfg.budget * arch.macs(arch.default_widths())
     original = fit_budget(arch, session.widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
                           min_width=min(cfg.min_width, *session.widths.values()))

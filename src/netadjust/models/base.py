@@ -34,19 +34,23 @@ class Layer(NamedTuple):
     name: str
     cin: int
     cout: int
-    kernel: int = 1
+    kernel: int | tuple[int, int] = 1  # square, or (height, width)
     out_hw: tuple[int, int] = (1, 1)
     groups: int = 1
     bias: bool = False
     norm: bool = True  # followed by a BatchNorm with affine weight and bias
 
     @property
+    def kernel_area(self) -> int:
+        return self.kernel[0] * self.kernel[1] if isinstance(self.kernel, tuple) else self.kernel * self.kernel
+
+    @property
     def macs(self) -> int:
-        return self.kernel * self.kernel * (self.cin // self.groups) * self.cout * self.out_hw[0] * self.out_hw[1]
+        return self.kernel_area * (self.cin // self.groups) * self.cout * self.out_hw[0] * self.out_hw[1]
 
     @property
     def params(self) -> int:
-        weights = self.kernel * self.kernel * (self.cin // self.groups) * self.cout
+        weights = self.kernel_area * (self.cin // self.groups) * self.cout
         return weights + (self.cout if self.bias else 0) + (2 * self.cout if self.norm else 0)
 
 
@@ -84,6 +88,7 @@ class Arch(ABC):
     """
 
     _defaults: Widths
+    resizable = True  # gives channel_map(): trained weights carry to other widths (warm start)
 
     def __init__(self, *, name: str, num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
                  width_mult: float = 1.0) -> None:
@@ -129,6 +134,10 @@ class Arch(ABC):
 
     def keys(self) -> list[str]:
         return list(self.default_widths())
+
+    def width_steps(self) -> dict[str, int]:
+        """Per key, the multiple its width must be (1 for every key of the hand-written families)."""
+        return dict.fromkeys(self.default_widths(), 1)
 
     def validate(self, widths: Mapping[str, Any]) -> Widths:
         return validate_widths(widths, self.default_widths(), arch=self.name)

@@ -21,7 +21,7 @@ from torch import nn
 class Trace:
     """What a probe saw on the last forward pass while traced."""
 
-    activation: torch.Tensor | None = None  # its input, when it was off
+    activation: torch.Tensor | list[torch.Tensor] | None = None  # its input, when it was off (a list: one per site)
     mask: torch.Tensor | None = None  # the scaled mask it applied (N, C, 1, 1), when it was on
 
 
@@ -60,6 +60,38 @@ class ChannelDrop(nn.Module):
 
     def extra_repr(self) -> str:
         return f"key={self.key!r}, p={self.p}"
+
+
+class SharedChannelDrop(ChannelDrop):
+    """A :class:`ChannelDrop` applied at several places of one forward pass (every producer of a
+    channel group, through :meth:`hook`), with one mask per pass: a dropped channel is gone from
+    the whole group. The owner calls :meth:`new_pass` before each forward pass."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self._mask: torch.Tensor | None = None
+
+    def new_pass(self) -> None:
+        self._mask = None
+        if self._trace is not None:
+            self._trace.activation = []
+
+    def hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        """A forward hook: the module's output passes through this probe."""
+        return self(output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0:
+            if self._trace is not None:
+                if not isinstance(self._trace.activation, list):
+                    self._trace.activation = []
+                self._trace.activation.append(x)
+            return x
+        if self._mask is None or self._mask.shape != x.shape[:2] + (1,) * (x.dim() - 2):
+            self._mask = self.sample_mask(x)
+        if self._trace is not None:
+            self._trace.mask = self._mask
+        return x * self._mask
 
 
 class Probes:

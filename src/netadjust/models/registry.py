@@ -108,10 +108,22 @@ def options_of(name: str) -> tuple[Option, ...]:
 
 
 def get_arch(name: str, **settings: Any) -> Arch:
-    """The architecture ``name`` with the given settings (num_classes, ..., and its options)."""
+    """The architecture ``name`` with the given settings (num_classes, ..., and its options).
+
+    ``name`` is a registered family, or a module factory: ``torchvision:NAME``, ``timm:NAME`` or
+    ``package.module:factory`` (models/traced.py), which take the common settings only.
+    """
+    from .traced import SPEC_FORMS, is_spec, traced_arch
+
+    if is_spec(name):
+        bad = [k for k in settings if k not in COMMON_SETTINGS]
+        if bad:
+            raise ConfigError(f"{name} does not take option(s) {', '.join(bad)}; it takes {', '.join(COMMON_SETTINGS)}")
+        return traced_arch(name, **{**CIFAR_GEOMETRY, **settings})
     if name not in _REGISTRY:
         raise ConfigError(f"unknown architecture {name!r}{closest(str(name), _REGISTRY)}; "
-                          f"known: {', '.join(_REGISTRY)} (see `netadjust models`)")
+                          f"known: {', '.join(_REGISTRY)} (see `netadjust models`), or a model of your own: "
+                          f"{SPEC_FORMS}")
     family = _REGISTRY[name]
     declared = {o.name: o for o in family.options}
     bad = [k for k in settings if k not in COMMON_SETTINGS and k not in declared]
