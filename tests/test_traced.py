@@ -95,6 +95,17 @@ def test_grouped_conv_widths_stay_multiples_of_the_groups():
     check_exact(arch, fitted, 16)
 
 
+def test_flops_lists_keys_with_their_steps(capsys):
+    assert main(["flops", "--arch", "user_models:resnext", "--input-size", "16", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    arch = user_arch("resnext", num_classes=10)
+    assert report["macs"] == arch.macs(arch.default_widths()) and report["params"] == arch.params(arch.default_widths())
+    assert {row["key"]: row["step"] for row in report["keys"]} == arch.width_steps()
+    assert main(["flops", "--arch", "user_models:resnext", "--input-size", "16"]) == 0
+    assert "widths that move in steps (grouped convs keep their groups, channel splits stay even): layer1.0.conv1 x4" \
+        in capsys.readouterr().out
+
+
 def test_depthwise_follows_its_expansion_and_excite_scales_its_input():
     arch = user_arch("mobilenet")
     assert "features.1.block.1.0" not in arch.keys()  # the depthwise conv has no width of its own

@@ -93,12 +93,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     width = max(map(len, archs))
     for name, desc in archs.items():
         print(f"{name:<{width}}  {desc}")
+    print("\nor a model of your own: --arch torchvision:NAME, timm:NAME or package.module:factory "
+          "(README: Searching your own model)")
     return 0
 
 
 def add_arch_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("architecture")
-    g.add_argument("--arch", default="resnet20", help="model family (see `netadjust models`; default %(default)s)")
+    g.add_argument("--arch", default="resnet20", help="model family (see `netadjust models`) or a model of your own: torchvision:NAME, "
+                   "timm:NAME, package.module:factory (default %(default)s)")
     g.add_argument("--num-classes", type=int, default=None, help="classes of the classifier (default: the family's)")
     g.add_argument("--in-channels", type=int, default=None, help="input channels (default: the family's, 3)")
     g.add_argument("--input-size", type=int, default=None,
@@ -120,7 +123,8 @@ def flops_report(arch, widths: dict[str, int]) -> dict:
         "layers": [{"name": layer.name, "cin": layer.cin, "cout": layer.cout, "macs": layer.macs,
                     "params": layer.params, "searchable": layer.name in widths,
                     "dmacs_dc": deriv.get(layer.name)} for layer in layers],
-        "keys": [{"key": key, "width": widths[key], "dmacs_dc": deriv[key]} for key in widths],
+        "keys": [{"key": key, "width": widths[key], "dmacs_dc": deriv[key], "step": step}
+                 for key, step in arch.width_steps().items()],
     }
 
 
@@ -147,6 +151,9 @@ def cmd_flops(args: argparse.Namespace) -> int:
         print(f"\n{'shared key':<{key_w}}  {'width':>5}  {'dMACs/dc':>10}")
         for row in shared:
             print(f"{row['key']:<{key_w}}  {row['width']:>5}  {row['dmacs_dc']:>10,}")
+    steps = [f"{row['key']} x{row['step']}" for row in report["keys"] if row["step"] > 1]
+    if steps:
+        print(f"\nwidths that move in steps (grouped convs keep their groups, channel splits stay even): {', '.join(steps)}")
     print(f"total: {report['macs']:,} MACs ({report['macs'] / 1e6:.2f}M; "
           f"{report['macs_without_stem'] / 1e6:.2f}M without the stem), {report['params']:,} params "
           f"({report['params'] / 1e6:.2f}M)")

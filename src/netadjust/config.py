@@ -89,7 +89,8 @@ class SearchConfig:
     """A whole search: architecture, data, method knobs, budget, schedule and outputs."""
 
     # architecture
-    arch: str = setting("resnet20", "model family (see `netadjust models`)")
+    arch: str = setting("resnet20", "model family (see `netadjust models`), or torchvision:NAME, timm:NAME, "
+                                  "package.module:factory")
     width_mult: float = setting(1.0, "width multiplier of the family's initial widths")
     widths: str | None = setting(None, "JSON file of starting widths (default: the family's)")
     # data
