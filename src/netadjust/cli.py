@@ -230,6 +230,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export, load_trained, trained_file
+
+    path = trained_file(args.run_dir, args.which, args.seed)
+    model, meta = load_trained(path)
+    error = export(model, meta, args.out, args.format)
+    checked = f"; logits match PyTorch's (relative error {error:.1e})" if args.format != "state-dict" else ""
+    print(f"{args.out}: {args.format} of {path} ({meta['macs']:,} MACs, {meta['params']:,} params){checked}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .single import train_single
 
@@ -294,6 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
     add_debug_flag(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a run's trained network as ONNX, TorchScript or a state dict",
+                       description="Export the final retraining of a search (or the network of `netadjust train`), "
+                                   "with its widths and settings as metadata; ONNX and TorchScript files are run "
+                                   "after writing and their logits checked against PyTorch's.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--which", choices=("searched", "original"), default="searched",
+                   help="which final retraining of a search (default %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="its seed (default: the run's first)")
+    p.add_argument("--format", choices=("onnx", "torchscript", "state-dict"), default="onnx",
+                   help="default %(default)s (needs the export extra: onnx, onnxscript, onnxruntime)")
+    p.add_argument("--out", required=True, help="the file to write")
+    add_debug_flag(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="train one width configuration",
                        description="Train one configuration; writes OUT/config.json, OUT/checkpoint.pt and "

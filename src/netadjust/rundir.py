@@ -8,6 +8,7 @@ Layout of a search::
     RUN_DIR/checkpoints/current.pt    the training in progress, saved after every epoch
     RUN_DIR/widths_final.json   the searched widths
     RUN_DIR/final/{original,searched}_seed{s}.json   final retraining results (FinalRun)
+    RUN_DIR/final/{original,searched}_seed{s}.weights.pt   its trained weights (for export, distillation)
     RUN_DIR/final/*.pt          a final retraining in progress, saved after every epoch
     RUN_DIR/summary.json        the Summary: MACs of original and searched widths, final accuracies
     RUN_DIR/report/             plots and report.md (netadjust report)
@@ -69,6 +70,11 @@ class RunDir:
 
     def final_result(self, name: str, seed: int) -> Path:
         return self.final / f"{name}_seed{seed}.json"
+
+    def final_weights(self, name: str, seed: int) -> Path:
+        """The trained network of a final retraining: ``model`` (state dict), ``widths``, ``arch``
+        (get_arch settings), ``test_acc``, the same keys as ``netadjust train``'s checkpoint."""
+        return self.final / f"{name}_seed{seed}.weights.pt"
 
     # -- what is in it ----------------------------------------------------------------
     def foreign_files(self) -> list[Path]:

@@ -25,6 +25,7 @@ from .config import SearchConfig
 from .dist import broadcast_object, pick_device
 from .errors import ConfigError
 from .fur import estimate_fur, random_scores
+from .io import save_torch_atomic
 from .models import channel_importance, resize, top_channels
 from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
@@ -228,6 +229,9 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
                  100 * test.top1, trained.seconds)
         if env.is_main:
             path = run.final_result(name, seed)
+            save_torch_atomic(run.final_weights(name, seed), {
+                "model": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}, "widths": widths,
+                "arch": arch.settings(), "test_acc": test.top1, "seed": seed, "which": name})
             path.with_suffix(".pt").unlink(missing_ok=True)
             run.write_json(path, done[name, seed].to_dict())
     accs = {name: [done[name, seed].test_acc for seed in seeds] for name in ("original", "searched")}
