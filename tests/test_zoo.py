@@ -30,8 +30,10 @@ CIFAR100 = {"num_classes": 100, "input_size": 32}
 def test_zoo_is_registered_and_listed(capsys):
     assert set(ZOO) <= set(list_archs())
     assert main(["models"]) == 0
-    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert set(ZOO) <= set(listed)
+    assert "or a model of your own: --arch torchvision:NAME, timm:NAME or package.module:factory" in out
 
 
 def resnet18_searched(arch):

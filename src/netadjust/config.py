@@ -122,6 +122,12 @@ class SearchConfig:
     # final comparison
     final_epochs: int = setting(0, "retrain original and searched widths this long and compare (0: skip)")
     final_seeds: int = setting(1, "final comparison: train both widths with seeds --seed .. --seed + N - 1")
+    distill_from: str | None = setting(None, "final comparison: train the searched widths with soft targets from "
+                                             "a teacher: original (the trained original network of the same seed) "
+                                             "or a weights file (final/*.weights.pt, a checkpoint.pt of netadjust "
+                                             "train, a state-dict export)")
+    distill_alpha: float = setting(0.5, "distillation: weight of the soft-target loss (the labels get 1 - alpha)")
+    distill_temperature: float = setting(4.0, "distillation: softmax temperature of teacher and student")
     # run
     seed: int = setting(0, "seed of split, init, augmentation and dropout")
     out: str = setting("runs/search", "output (run) directory")
@@ -158,6 +164,12 @@ class SearchConfig:
             out.append(f"--fur-mode must be one of {', '.join(FUR_MODES)}, got {self.fur_mode!r}")
         if self.warm_epochs is not None and self.warm_epochs < 1:
             out.append(f"--warm-epochs must be a positive integer, got {self.warm_epochs!r}")
+        if not 0 <= self.distill_alpha <= 1:
+            out.append(f"--distill-alpha must be in [0, 1], got {self.distill_alpha!r}")
+        if not 0 < self.distill_temperature < math.inf:
+            out.append(f"--distill-temperature must be a finite number > 0, got {self.distill_temperature!r}")
+        if self.distill_from is not None and self.final_epochs == 0:
+            out.append("--distill-from applies to the final comparison: set --final-epochs above 0")
         if self.train_subset is not None and self.train_subset < 1:
             out.append(f"--train-subset must be a positive integer, got {self.train_subset!r}")
         return out

@@ -67,6 +67,7 @@ class FinalRun(_Record):
     seed: int
     seconds: float
     train: dict[str, Any] | None = None  # the training settings it used (the TrainConfig)
+    distill: dict[str, Any] | None = None  # distilled: {"teacher": what taught it, "alpha", "temperature"}
 
 
 @dataclass

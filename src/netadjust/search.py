@@ -24,6 +24,7 @@ from .budget import fit_budget, within
 from .config import SearchConfig
 from .dist import broadcast_object, pick_device
 from .errors import ConfigError
+from .export import load_trained
 from .fur import estimate_fur, random_scores
 from .io import save_torch_atomic
 from .models import channel_importance, resize, top_channels
@@ -31,6 +32,7 @@ from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
 from .session import Session, open_run, open_session
 from .stats import mean_std, paired_difference
+from .steps import Distillation
 from .train import Training, interleave, run_together
 from .widths import Widths
 
@@ -87,6 +89,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     if cfg.warm_start and not arch.resizable:
         raise ConfigError(f"--warm-start is not available for {arch.name}: netadjust carries trained weights to other "
                           f"widths only for its own families (see `netadjust models`); drop --warm-start")
+    distill = _distill_settings(cfg, session)  # a teacher file is read now, not after the search
     target = cfg.budget * arch.macs(arch.default_widths())
     original = fit_budget(arch, session.widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
                           min_width=min(cfg.min_width, *session.widths.values()))
@@ -157,7 +160,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         run.write_json(run.widths_final, widths)
     if cfg.final_epochs > 0:
         summary = dataclasses.replace(summary, **(yield from final_comparison(session, run, original, widths,
-                                                                              progress=progress)))
+                                                                              distill, progress=progress)))
     if env.is_main:
         run.write_json(run.summary, summary.to_dict())
     return SearchResult(run.path, records, original, widths, summary)
@@ -189,51 +192,64 @@ def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int) -> 
     return model
 
 
-def final_comparison(session: Session, run: RunDir, original: Widths, searched: Widths, *,
+def final_comparison(session: Session, run: RunDir, original: Widths, searched: Widths,
+                     distill: dict[str, Any] | None = None, *,
                      progress: bool = True) -> Generator[None, None, dict[str, Any]]:
     """Retrain the original and the searched widths with the same schedule, on seeds ``seed ..
     seed + final_seeds - 1``; compare on test, paired by seed. Returns the Summary's fields.
 
     As in the official code, the final trainings use the whole training set (train + held-out).
-    A result already on disk (an interrupted comparison) is reused only if it trained the same
-    widths with the same schedule.
+    With ``distill`` (:func:`_distill_settings`) the searched networks learn from a teacher's
+    soft targets as well (the original networks first, when they are the teachers). A result already on disk (an
+    interrupted comparison) is reused only if it trained the same widths with the same schedule
+    and the same teacher.
     """
     cfg, arch, env = session.cfg, session.arch, session.env
     schedule = dataclasses.replace(cfg.train, epochs=cfg.final_epochs)
     settings = dataclasses.asdict(schedule)
     seeds = list(range(cfg.seed, cfg.seed + cfg.final_seeds))
-    runs = [(name, seed, widths) for seed in seeds for name, widths in (("original", original), ("searched", searched))]
+    stages = [("original", "searched")] if distill is None else [("original",), ("searched",)]
     done: dict[tuple[str, int], FinalRun] = {}
-    pending = []
-    for name, seed, widths in runs:
-        path = run.final_result(name, seed)
-        if path.exists():
-            prior = run.read_final(path)
-            if prior.widths == widths and prior.train == settings:
-                done[name, seed] = prior
-                continue
-            log.info("final %s seed %d: %s holds another configuration's result; retraining", name, seed, path)
-        torch.manual_seed(seed)
-        pending.append(((name, seed, widths), Training(
-            arch.build(widths), session.data, schedule, seed=seed, device=session.device, env=env, progress=progress,
-            desc=f"final {name} seed {seed}", eval_splits=("test",), train_split="full",
-            **run.trainer_state(path.with_suffix(".pt"), write=env.is_main, widths=widths, train=settings))))
-    # All of them at once: side by side on a GPU, one after the other elsewhere.
-    yield from run_together([training for _, training in pending])
-    for (name, seed, widths), training in pending:
-        trained = training.result
-        test = trained.metrics["test"]
-        done[name, seed] = FinalRun(widths=widths, test_acc=test.top1, test_loss=test.loss, epochs=cfg.final_epochs,
-                                    seed=seed, seconds=trained.seconds, train=settings)
-        log.info("final %-8s seed %d  MACs %8.3fM  test %6.2f%%  %6.1fs", name, seed, arch.macs(widths) / 1e6,
-                 100 * test.top1, trained.seconds)
-        if env.is_main:
-            path = run.final_result(name, seed)
-            save_torch_atomic(run.final_weights(name, seed), {
-                "model": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}, "widths": widths,
-                "arch": arch.settings(), "test_acc": test.top1, "seed": seed, "which": name})
-            path.with_suffix(".pt").unlink(missing_ok=True)
-            run.write_json(path, done[name, seed].to_dict())
+    trained: dict[tuple[str, int], torch.nn.Module] = {}
+    for names in stages:  # all of a stage at once: side by side on a GPU, one after the other elsewhere
+        pending = []
+        for seed in seeds:
+            for name in names:
+                widths = original if name == "original" else searched
+                taught = _teacher_record(distill, seed) if name == "searched" else None
+                path = run.final_result(name, seed)
+                if path.exists():
+                    prior = run.read_final(path)
+                    if prior.widths == widths and prior.train == settings and prior.distill == taught:
+                        done[name, seed] = prior
+                        continue
+                    log.info("final %s seed %d: %s holds another configuration's result; retraining", name, seed,
+                             path)
+                teacher = _teacher(distill, run, trained, seed) if taught else None
+                torch.manual_seed(seed)
+                pending.append(((name, seed, widths, taught), Training(
+                    arch.build(widths), session.data, schedule, seed=seed, device=session.device, env=env,
+                    progress=progress, desc=f"final {name} seed {seed}", eval_splits=("test",), train_split="full",
+                    distill=Distillation(teacher, cfg.distill_alpha, cfg.distill_temperature) if teacher else None,
+                    **run.trainer_state(path.with_suffix(".pt"), write=env.is_main, widths=widths, train=settings,
+                                        distill=taught))))
+        yield from run_together([training for _, training in pending])
+        for (name, seed, widths, taught), training in pending:
+            result = training.result
+            trained[name, seed] = result.model
+            test = result.metrics["test"]
+            done[name, seed] = FinalRun(widths=widths, test_acc=test.top1, test_loss=test.loss,
+                                        epochs=cfg.final_epochs, seed=seed, seconds=result.seconds, train=settings,
+                                        distill=taught)
+            log.info("final %-8s seed %d  MACs %8.3fM  test %6.2f%%  %6.1fs%s", name, seed, arch.macs(widths) / 1e6,
+                     100 * test.top1, result.seconds, f"  (taught by {taught['teacher']})" if taught else "")
+            if env.is_main:
+                path = run.final_result(name, seed)
+                save_torch_atomic(run.final_weights(name, seed), {
+                    "model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()}, "widths": widths,
+                    "arch": arch.settings(), "test_acc": test.top1, "seed": seed, "which": name})
+                path.with_suffix(".pt").unlink(missing_ok=True)
+                run.write_json(path, done[name, seed].to_dict())
     accs = {name: [done[name, seed].test_acc for seed in seeds] for name in ("original", "searched")}
     (orig_mean, orig_std), (searched_mean, searched_std) = mean_std(accs["original"]), mean_std(accs["searched"])
     gain, interval = paired_difference(accs["searched"], accs["original"])
@@ -241,6 +257,43 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
             "searched_test_accs": accs["searched"], "original_test_acc": orig_mean, "searched_test_acc": searched_mean,
             "original_test_acc_std": orig_std, "searched_test_acc_std": searched_std, "test_acc_gain": gain,
             "test_acc_gain_ci95": list(interval) if interval else None}
+
+
+def _distill_settings(cfg: SearchConfig, session: Session) -> dict[str, Any] | None:
+    """``--distill-from`` checked (a teacher file must fit the data) and with its settings."""
+    if cfg.distill_from is None:
+        return None
+    out = {"teacher": cfg.distill_from, "alpha": cfg.distill_alpha, "temperature": cfg.distill_temperature}
+    if cfg.distill_from != "original":
+        teacher, meta = load_trained(cfg.distill_from)
+        data = session.data
+        theirs = (meta["arch"].get("num_classes"), *meta["input_shape"])
+        ours = (data.num_classes, data.in_channels, data.input_size, data.input_size)
+        if theirs != ours:
+            raise ConfigError(f"--distill-from {cfg.distill_from}: the teacher takes {theirs[1]}x{theirs[2]}x{theirs[3]} "
+                              f"images into {theirs[0]} classes; {data.name} has {ours[1]}x{ours[2]}x{ours[3]} images "
+                              f"and {ours[0]} classes")
+        out["model"] = teacher
+    return out
+
+
+def _teacher_record(distill: dict[str, Any] | None, seed: int) -> dict[str, Any] | None:
+    """What a distilled final training records of its teacher (None without distillation)."""
+    if distill is None:
+        return None
+    teacher = f"original seed {seed}" if distill["teacher"] == "original" else str(distill["teacher"])
+    return {"teacher": teacher, "alpha": distill["alpha"], "temperature": distill["temperature"]}
+
+
+def _teacher(distill: dict[str, Any], run: RunDir, trained: dict[tuple[str, int], torch.nn.Module],
+             seed: int) -> torch.nn.Module:
+    """The teacher of seed ``seed``: the file's network, or the original network trained in this
+    comparison (or by an earlier, interrupted one: its saved weights)."""
+    if "model" in distill:
+        return distill["model"]
+    if ("original", seed) in trained:
+        return trained["original", seed]
+    return load_trained(run.final_weights("original", seed))[0]
 
 
 def _hms(seconds: float) -> str:

@@ -100,9 +100,10 @@ def _open(cfg: SearchConfig, resume: bool, overwrite: bool, allow_changes: bool)
                           f"or choose another --out")
     stored = run.read_config()
     mine = cfg.to_flat()
-    # `out` may differ: a run directory can be moved.
+    # `out` may differ: a run directory can be moved. A setting newer than the run is at its default.
+    defaults = SearchConfig().to_flat()
     changed = [f"{k} (stored {stored.get(k)!r}, now {v!r})" for k, v in mine.items()
-               if stored.get(k) != v and k != "out"]
+               if stored.get(k, defaults.get(k)) != v and k != "out"]
     if changed and not allow_changes:
         raise ConfigError(f"cannot resume {run.path} with a different configuration: {'; '.join(changed)}; "
                           f"pass --allow-changes if that is intended")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,31 @@ def autocast(device: torch.device, enabled: bool, *, cache: bool = True):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
+
+
+@dataclass
+class Distillation:
+    """Soft targets from a teacher (Hinton et al., 2015): the loss becomes
+    ``(1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T || student_T)``, both softmaxes at
+    temperature ``T``; the ``T^2`` keeps the soft term's gradients on the scale of the hard one."""
+
+    teacher: nn.Module  # in eval mode, on the training device
+    alpha: float
+    temperature: float
+
+    def loss(self, logits: torch.Tensor, x: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = F.log_softmax(self.teacher(x).float() / self.temperature, 1)
+        soft = F.kl_div(F.log_softmax(logits / self.temperature, 1), target, reduction="batchmean", log_target=True)
+        return (1 - self.alpha) * hard + self.alpha * self.temperature ** 2 * soft
+
+
+def training_loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                  distill: Distillation | None) -> torch.Tensor:
+    """Cross-entropy on the labels (with the configured label smoothing), blended with a
+    teacher's soft targets when distilling."""
+    hard = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    return hard if distill is None else distill.loss(logits.float(), x, hard)
 
 
 def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor], lr: torch.Tensor,
@@ -63,8 +89,8 @@ class EagerStep:
     """The reference step: torch.optim.SGD, the loss checked on the host every step."""
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device,
-                 channels_last: bool, desc: str) -> None:
-        self.net, self.optimizer, self.cfg, self.device = net, optimizer, cfg, device
+                 channels_last: bool, desc: str, distill: Distillation | None = None) -> None:
+        self.net, self.optimizer, self.cfg, self.device, self.distill = net, optimizer, cfg, device, distill
         self.channels_last, self.desc = channels_last, desc
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
 
@@ -80,7 +106,7 @@ class EagerStep:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.cfg.amp):
             logits = self.net(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
+            loss = training_loss(logits, x, y, self.cfg, self.distill)
         if not torch.isfinite(loss):
             raise non_finite(self.desc, loss.item(), self.epoch, self.index, lr)
         self.optimizer.zero_grad(set_to_none=True)
@@ -104,9 +130,9 @@ class StaticStep:
     """
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device,
-                 channels_last: bool, desc: str, *, batch_shape: tuple[int, ...], max_steps: int,
-                 graph: bool) -> None:
-        self.net, self.cfg, self.device, self.desc = net, cfg, device, desc
+                 channels_last: bool, desc: str, distill: Distillation | None = None, *,
+                 batch_shape: tuple[int, ...], max_steps: int, graph: bool) -> None:
+        self.net, self.cfg, self.device, self.desc, self.distill = net, cfg, device, desc, distill
         self.graph_wanted = graph
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.bufs = []
@@ -131,7 +157,7 @@ class StaticStep:
         lr = self.lrs.index_select(0, self.index)[0]
         with autocast(self.device, self.cfg.amp, cache=False):
             logits = self.net(self.x)
-            loss = F.cross_entropy(logits.float(), self.y, label_smoothing=self.cfg.label_smoothing)
+            loss = training_loss(logits, self.x, self.y, self.cfg, self.distill)
         for p in self.params:
             p.grad = None
         loss.backward()

@@ -27,7 +27,7 @@ from .data import DataSource
 from .dist import DistEnv, all_reduce_sum
 from .errors import DataError
 from .models import Arch, Probes, SegmentedNet
-from .steps import EagerStep, StaticStep, autocast
+from .steps import Distillation, EagerStep, StaticStep, autocast
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Training:
     ``stepper``: "eager" (:class:`~netadjust.steps.EagerStep`), "static"
     (:class:`~netadjust.steps.StaticStep`, a CUDA graph on CUDA) or "auto": static with a graph
     where it is correct and fast (CUDA, one process, no ``torch.compile``, ``cfg.cuda_graphs``),
-    eager elsewhere.
+    eager elsewhere. ``distill``: train against a teacher's soft targets as well as the labels.
     """
 
     def __init__(self, model: SegmentedNet, data: DataSource, cfg: TrainConfig, *, seed: int = 0,
@@ -129,13 +129,14 @@ class Training:
                  train_split: str = "train", eval_splits: tuple[str, ...] = ("heldout", "test"),
                  resume: Mapping[str, Any] | None = None,
                  checkpoint: Callable[[dict[str, Any]], None] | None = None,
-                 progress: bool = True, desc: str = "train", stepper: str = "auto") -> None:
+                 progress: bool = True, desc: str = "train", stepper: str = "auto",
+                 distill: Distillation | None = None) -> None:
         if stepper not in STEPPERS:
             raise ValueError(f"stepper must be one of {STEPPERS}, got {stepper!r}")
         check_batch_size(data, train_split, cfg.batch_size, env.world_size)
         self.model, self.data, self.cfg, self.seed, self.device, self.env = model, data, cfg, seed, device, env
         self.train_split, self.eval_splits, self.resume, self.checkpoint = train_split, eval_splits, resume, checkpoint
-        self.progress, self.desc = progress, desc
+        self.progress, self.desc, self.distill = progress, desc, distill
         graphs = cfg.cuda_graphs and device.type == "cuda" and not env.enabled and not cfg.compile
         self.kind = stepper if stepper != "auto" else ("static" if graphs else "eager")
         # Its own CUDA stream, so that trainings run side by side can overlap on the GPU.
@@ -196,11 +197,15 @@ class Training:
             self.net = torch.compile(self.net)
         self.steps = data.num_batches(self.train_split, batch_size=cfg.batch_size, train=True,
                                       world_size=env.world_size)
+        if self.distill is not None:
+            self.distill.teacher.to(device).eval()
+            if channels_last:
+                self.distill.teacher.to(memory_format=torch.channels_last)
         if self.kind == "eager":
-            self.stepper = EagerStep(self.net, self.optimizer, cfg, device, channels_last, self.desc)
+            self.stepper = EagerStep(self.net, self.optimizer, cfg, device, channels_last, self.desc, self.distill)
         else:
             shape = (cfg.batch_size, data.in_channels, data.input_size, data.input_size)
-            self.stepper = StaticStep(self.net, self.optimizer, cfg, device, channels_last, self.desc,
+            self.stepper = StaticStep(self.net, self.optimizer, cfg, device, channels_last, self.desc, self.distill,
                                       batch_shape=shape, max_steps=self.steps, graph=device.type == "cuda")
 
     def _begin_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
