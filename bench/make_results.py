@@ -15,6 +15,7 @@ ORDER = [
     ("accuracy", "Accuracy at equal FLOPs (uniform, adjusted, pruned; 0.64x)"),
     ("accuracy_long", "Accuracy at equal FLOPs on a longer schedule (uniform vs adjusted)"),
     ("warm", "Warm-start search against cold search"),
+    ("latency", "Latency: the lookup table, and MACs against latency budgets"),
     ("tracers", "Channel groups of any model: netadjust's tracer and Torch-Pruning's"),
     ("search_cost", "Search cost"),
     ("search_cost_long", "Search cost on the longer schedule"),

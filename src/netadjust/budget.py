@@ -12,7 +12,7 @@ evaluated from the layer list, never by building a model, so this takes millisec
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .errors import ConfigError
 from .models import Arch
@@ -36,34 +36,40 @@ def within(macs: int, target: float, tolerance: float) -> bool:
 
 
 def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, tolerance: float = 0.01,
-               multiple_of: int = 1, min_width: int = 1, max_steps: int = 100) -> dict[str, int]:
-    """``widths`` rescaled uniformly so ``arch.macs`` is within ``tolerance`` of ``target``.
+               multiple_of: int = 1, min_width: int = 1, max_steps: int = 100,
+               metric: Callable[[Mapping[str, int]], float] | None = None, unit: str = "MACs") -> dict[str, int]:
+    """``widths`` rescaled uniformly so ``arch.macs`` (or ``metric``, in ``unit``) is within
+    ``tolerance`` of ``target``.
 
     Raises :class:`ConfigError` when the budget is below what the minimum widths cost, or when
     the rounding granularity makes the tolerance unreachable.
     """
     steps = {k: math.lcm(multiple_of, step) for k, step in arch.width_steps().items()}
+    measure = metric or arch.macs
 
-    def cost(s: float) -> int:
-        return arch.macs(scale_widths(widths, s, multiple_of=steps, min_width=min_width))
+    def show(value: float) -> str:
+        return f"{value:,.0f} MACs" if unit == "MACs" else f"{1e3 * value:.3f} ms" if unit == "s" else f"{value:.4g} {unit}"
 
-    if multiple_of == 1 and all(w % steps[k] == 0 for k, w in widths.items()) and within(arch.macs(widths), target,
+    def cost(s: float) -> float:
+        return measure(scale_widths(widths, s, multiple_of=steps, min_width=min_width))
+
+    if multiple_of == 1 and all(w % steps[k] == 0 for k, w in widths.items()) and within(measure(widths), target,
                                                                                         tolerance):
         return dict(widths)
     lo, hi = 0.0, 1.0
     floor = cost(lo)
     if floor > target * (1 + tolerance):
-        raise ConfigError(f"budget of {target:,.0f} MACs is unreachable: {arch.name} costs {floor:,} MACs with "
+        raise ConfigError(f"budget of {show(target)} is unreachable: {arch.name} costs {show(floor)} with "
                           f"every searchable layer at its minimum width ({max(min_width, multiple_of)}); "
                           f"raise --budget or lower --min-width / --multiple-of")
     while cost(hi) < target:
         hi *= 2
         if hi > 1e6:
-            raise ConfigError(f"budget of {target:,.0f} MACs is unreachable by widening {arch.name}")
+            raise ConfigError(f"budget of {show(target)} is unreachable by widening {arch.name}")
     for _ in range(max_steps):
         mid = (lo + hi) / 2
         candidate = scale_widths(widths, mid, multiple_of=steps, min_width=min_width)
-        macs = arch.macs(candidate)
+        macs = measure(candidate)
         if within(macs, target, tolerance):
             return candidate
         lo, hi = (mid, hi) if macs < target else (lo, mid)
@@ -82,13 +88,13 @@ def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, toleranc
             previous = candidate[key]
             step = sign * steps[key]
             candidate[key] = max(steps[key] * math.ceil(min_width / steps[key]), previous + step)
-            macs = arch.macs(candidate)
+            macs = measure(candidate)
             if within(macs, target, tolerance):
                 return candidate
-            if abs(macs - target) < abs(arch.macs(best) - target):
+            if abs(macs - target) < abs(measure(best) - target):
                 best = dict(candidate)
             if (macs - target) * step > 0:  # overshot: undo and try the next layer
                 candidate[key] = previous
-    got = arch.macs(best)
-    raise ConfigError(f"cannot rescale {arch.name} to {target:,.0f} MACs within {tolerance:.1%}: the closest is "
-                      f"{got:,} ({(got - target) / target:+.1%}); raise --tolerance or lower --multiple-of")
+    got = measure(best)
+    raise ConfigError(f"cannot rescale {arch.name} to {show(target)} within {tolerance:.1%}: the closest is "
+                      f"{show(got)} ({(got - target) / target:+.1%}); raise --tolerance or lower --multiple-of")

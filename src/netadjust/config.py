@@ -29,6 +29,7 @@ from .schema import check_value, convert, field_types
 MAX_SEED = 2**32 - 1
 FUR_MODES = ("fast", "reference")
 GUIDES = ("fur", "random")
+COST_METRICS = ("macs", "latency")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
@@ -119,6 +120,12 @@ class SearchConfig:
     budget: float = setting(1.0, "target MACs as a fraction of the original network's")
     tolerance: float = setting(0.01, "allowed relative MACs error of the restore")
     multiple_of: int = setting(1, "round widths to multiples of this")
+    budget_metric: str = setting("macs", "what --budget holds: macs, or latency (measured on --latency-device, "
+                                         "predicted from a lookup table)")
+    latency_device: str | None = setting(None, "where latency is measured: cpu, cuda, cuda:N (default: the "
+                                               "training device)")
+    latency_batch: int = setting(1, "batch size of the latency measurements")
+    fur_cost: str = setting("macs", "what FUR's drop rates equalise: macs (the paper's), or latency")
     # final comparison
     final_epochs: int = setting(0, "retrain original and searched widths this long and compare (0: skip)")
     final_seeds: int = setting(1, "final comparison: train both widths with seeds --seed .. --seed + N - 1")
@@ -160,6 +167,11 @@ class SearchConfig:
             out.append(f"--tolerance must be in (0, 1), got {self.tolerance!r}")
         if self.guide not in GUIDES:
             out.append(f"--guide must be one of {', '.join(GUIDES)}, got {self.guide!r}")
+        for name in ("budget_metric", "fur_cost"):
+            if getattr(self, name) not in COST_METRICS:
+                out.append(f"{flag(name)} must be one of {', '.join(COST_METRICS)}, got {getattr(self, name)!r}")
+        if self.latency_batch < 1:
+            out.append(f"--latency-batch must be a positive integer, got {self.latency_batch!r}")
         if self.fur_mode not in FUR_MODES:
             out.append(f"--fur-mode must be one of {', '.join(FUR_MODES)}, got {self.fur_mode!r}")
         if self.warm_epochs is not None and self.warm_epochs < 1:

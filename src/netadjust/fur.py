@@ -72,10 +72,12 @@ class FurResult:
         return asdict(self)
 
 
-def drop_rates(arch: Arch, widths: Mapping[str, int], base_drop_rate: float,
-               max_rate: float = MAX_DROP_RATE) -> tuple[dict[str, float], list[str]]:
-    """FLOPs-normalised drop rate of every key, and the keys that had to be clipped to ``max_rate``."""
-    deriv = arch.macs_derivative(widths)
+def drop_rates(arch: Arch, widths: Mapping[str, int], base_drop_rate: float, max_rate: float = MAX_DROP_RATE,
+               derivative: Mapping[str, float] | None = None) -> tuple[dict[str, float], list[str]]:
+    """FLOPs-normalised drop rate of every key, and the keys that had to be clipped to ``max_rate``.
+    ``derivative``: the cost of one more channel per key in another unit (latency: ``--fur-cost
+    latency``) instead of the MACs derivative."""
+    deriv = derivative if derivative is not None else arch.macs_derivative(widths)
     cost = {k: widths[k] * deriv[k] for k in widths}
     mean_cost = sum(cost.values()) / len(cost)
     rates = {k: base_drop_rate * mean_cost / cost[k] for k in widths}
@@ -189,16 +191,18 @@ def random_scores(widths: Mapping[str, int], *, seed: int, base_loss: float) -> 
 def estimate_fur(model: SegmentedNet, data: DataSource, arch: Arch, widths: Mapping[str, int], *,
                  base_drop_rate: float = 0.05, repeats: int = 5, batch_size: int = 256, mode: str = "fast",
                  device: torch.device = torch.device("cpu"), seed: int = 0, split: str = "heldout",
-                 control_variate: bool = True, env: DistEnv = DistEnv(), progress: bool = False) -> FurResult:
+                 control_variate: bool = True, env: DistEnv = DistEnv(), progress: bool = False,
+                 cost_derivative: Mapping[str, float] | None = None) -> FurResult:
     """FUR of every searchable layer of the trained ``model`` (built from ``arch`` at ``widths``).
 
     ``mode``: "fast" or "reference"; ``control_variate`` applies to the fast mode (see the
-    module docstring).
+    module docstring). ``cost_derivative``: normalise the drop rates by this per-channel cost
+    instead of MACs (:func:`drop_rates`).
     """
     if mode not in ("fast", "reference"):
         raise ValueError(f"unknown FUR mode {mode!r}")
     start = time.perf_counter()
-    rates, clipped = drop_rates(arch, widths, base_drop_rate)
+    rates, clipped = drop_rates(arch, widths, base_drop_rate, derivative=cost_derivative)
     model.to(device).eval()
     probes = Probes(model)
     mine = list(widths)[env.rank::env.world_size]  # this rank's share of the keys

@@ -54,6 +54,8 @@ class RoundRecord(_Record):
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch
     guide: str = "fur"  # what ranked the layers: "fur", or "random" (the control)
     warm: bool = False  # trained from the previous round's network resized (--warm-start), not from scratch
+    latency: float | None = None  # predicted seconds of `widths` (latency runs only: the lookup table's)
+    next_latency: float | None = None  # predicted seconds of `next_widths`
 
 
 @dataclass
@@ -94,3 +96,5 @@ class Summary(_Record):
     searched_test_acc_std: float | None = None
     test_acc_gain: float | None = None  # mean over seeds of (searched - original), paired by seed
     test_acc_gain_ci95: list[float] | None = None  # [low, high]; only with two seeds or more
+    budget_metric: str = "macs"  # what the budget held: "macs" or "latency"
+    latency: dict[str, Any] | None = None  # latency runs: device, batch, seconds measured and predicted

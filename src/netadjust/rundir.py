@@ -11,6 +11,7 @@ Layout of a search::
     RUN_DIR/final/{original,searched}_seed{s}.weights.pt   its trained weights (for export, distillation)
     RUN_DIR/final/*.pt          a final retraining in progress, saved after every epoch
     RUN_DIR/summary.json        the Summary: MACs of original and searched widths, final accuracies
+    RUN_DIR/latency.json        the latency lookup table (latency runs), reused on resume
     RUN_DIR/report/             plots and report.md (netadjust report)
 
 ``netadjust train`` writes ``config.json``, ``checkpoint.pt`` and ``summary.json``.
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # What a run may hold: these files at the top, and these folders with files of these suffixes.
 # Anything else means the directory is not (only) a run, and --overwrite refuses to delete it.
-RUN_FILES = {"config.json", "records.jsonl", "widths_final.json", "summary.json", "checkpoint.pt"}
+RUN_FILES = {"config.json", "records.jsonl", "widths_final.json", "summary.json", "checkpoint.pt", "latency.json"}
 RUN_FOLDERS = {"checkpoints": {".pt"}, "final": {".json", ".pt"}, "report": {".png", ".md"}}
 
 
@@ -50,6 +51,7 @@ class RunDir:
         self.summary = self.path / "summary.json"
         self.checkpoints = self.path / "checkpoints"
         self.final = self.path / "final"
+        self.latency = self.path / "latency.json"
 
     def exists(self) -> bool:
         """Whether the directory exists and holds anything (an empty one is free to use)."""

@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .export import load_trained
 from .fur import estimate_fur, random_scores
 from .io import save_torch_atomic
+from .latency import LatencyTable, timed_network
 from .models import channel_importance, resize, top_channels
 from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
@@ -90,13 +91,17 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         raise ConfigError(f"--warm-start is not available for {arch.name}: netadjust carries trained weights to other "
                           f"widths only for its own families (see `netadjust models`); drop --warm-start")
     distill = _distill_settings(cfg, session)  # a teacher file is read now, not after the search
-    target = cfg.budget * arch.macs(arch.default_widths())
+    table = _latency_table(cfg, session, resume)
+    cost = Cost(arch, table if cfg.budget_metric == "latency" else None)
+    target = cfg.budget * cost.start()
     original = fit_budget(arch, session.widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
-                          min_width=min(cfg.min_width, *session.widths.values()))
+                          min_width=min(cfg.min_width, *session.widths.values()), metric=cost, unit=cost.unit)
     run, records = open_run(session, resume=resume, overwrite=overwrite, allow_changes=allow_changes)
+    if table is not None and env.is_main:
+        run.write_json(run.latency, table.to_dict())
     widths = records[-1].next_widths if records else original
-    log.info("search: %s on %s, %d searchable layers, target %.3fM MACs, %d rounds%s", arch.name, data.name,
-             len(widths), target / 1e6, cfg.rounds, f" (resuming after round {len(records)})" if records else "")
+    log.info("search: %s on %s, %d searchable layers, target %s, %d rounds%s", arch.name, data.name,
+             len(widths), cost.show(target), cfg.rounds, f" (resuming after round {len(records)})" if records else "")
     started, first = time.perf_counter(), len(records)
     previous = _round_state(run, first - 1) if cfg.warm_start and first > 0 else None
     for t in range(first, cfg.rounds):
@@ -117,7 +122,8 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
             fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
                                repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
                                control_variate=cfg.fur_control_variate, device=session.device, seed=cfg.seed + t,
-                               env=env, progress=progress and env.is_main)
+                               env=env, progress=progress and env.is_main,
+                               cost_derivative=table.derivative(widths, arch) if cfg.fur_cost == "latency" else None)
         else:
             fur = random_scores(widths, seed=cfg.seed + t, base_loss=trained.metrics["heldout"].loss)
         state = {"round": t, "widths": widths, "arch": arch.settings(), "config": cfg.to_flat(),
@@ -127,7 +133,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         previous = state if cfg.warm_start else None
         adjusted, moves = adjust_widths(widths, original, fur.fur, rule, t)
         next_widths = fit_budget(arch, adjusted, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
-                                 min_width=min(cfg.min_width, *adjusted.values()))
+                                 min_width=min(cfg.min_width, *adjusted.values()), metric=cost, unit=cost.unit)
         if broadcast_object(next_widths) != next_widths:
             raise RuntimeError(f"rank {env.rank} computed other widths than rank 0 in round {t}")
         heldout, test = trained.metrics["heldout"], trained.metrics["test"]
@@ -137,7 +143,9 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
             fur=fur.fur, fur_stderr=fur.stderr, drop_rate=fur.drop_rate, drop_rate_clipped=fur.clipped,
             fur_base_loss=fur.base_loss, moves=moves, next_widths=next_widths, next_macs=arch.macs(next_widths),
             train_seconds=train_seconds, fur_seconds=fur.seconds, seconds=time.perf_counter() - round_start,
-            history=trained.history, guide=cfg.guide, warm=warm)
+            history=trained.history, guide=cfg.guide, warm=warm,
+            latency=table.predict(widths, arch) if table else None,
+            next_latency=table.predict(next_widths, arch) if table else None)
         if env.is_main:
             run.append_record(record)
             run.current.unlink(missing_ok=True)
@@ -147,15 +155,23 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         finals = 2 * cfg.final_seeds * train_seconds * cfg.final_epochs / cfg.train.epochs
         widened = sum(1 for d in moves.values() if d > 0)
         log.info("round %2d/%d  MACs %8.3fM  held-out %6.2f%%  test %6.2f%%  train %6.1fs  FUR %5.1fs  "
-                 "widened %d narrowed %d  next MACs %8.3fM  ETA %s", t + 1, cfg.rounds, record.macs / 1e6,
+                 "widened %d narrowed %d  next MACs %8.3fM%s  ETA %s", t + 1, cfg.rounds, record.macs / 1e6,
                  100 * record.heldout_acc, 100 * record.test_acc, train_seconds, fur.seconds, widened,
-                 len(moves) - widened, record.next_macs / 1e6, _hms(per_round * (cfg.rounds - t - 1) + finals))
+                 len(moves) - widened, record.next_macs / 1e6,
+                 f" ({1e3 * record.next_latency:.3f} ms predicted)" if table else "",
+                 _hms(per_round * (cfg.rounds - t - 1) + finals))
         widths = next_widths
     summary = Summary(
         arch=arch.settings(), dataset=data.name, rounds=cfg.rounds, macs_original=arch.macs(original),
         macs_final=arch.macs(widths), macs_target=target, params_original=arch.params(original),
-        params_final=arch.params(widths), within_tolerance=within(arch.macs(widths), target, cfg.tolerance),
-        search_seconds=sum(r.seconds for r in records))
+        params_final=arch.params(widths), within_tolerance=within(cost(widths), target, cfg.tolerance),
+        search_seconds=sum(r.seconds for r in records), budget_metric=cfg.budget_metric,
+        latency=_latency_summary(table, arch, original, widths, session, target if cost.unit == "s" else None))
+    if table is not None:
+        lat = summary.latency
+        log.info("latency of the searched network: predicted %.3f ms, measured %.3f ms (%+.1f%%); original %.3f ms",
+                 1e3 * lat["final_predicted"], 1e3 * lat["final_measured"], 100 * lat["prediction_error"],
+                 1e3 * lat["original_measured"])
     if env.is_main:
         run.write_json(run.widths_final, widths)
     if cfg.final_epochs > 0:
@@ -164,6 +180,51 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     if env.is_main:
         run.write_json(run.summary, summary.to_dict())
     return SearchResult(run.path, records, original, widths, summary)
+
+
+class Cost:
+    """What the budget holds: MACs, or the latency the lookup table predicts (seconds)."""
+
+    def __init__(self, arch, table: LatencyTable | None) -> None:
+        self.arch, self.table = arch, table
+        self.unit = "MACs" if table is None else "s"
+
+    def __call__(self, widths: Widths) -> float:
+        return self.arch.macs(widths) if self.table is None else self.table.predict(widths, self.arch)
+
+    def start(self) -> float:
+        """The cost of the family's starting widths: their MACs, or their measured latency."""
+        return self.arch.macs(self.arch.default_widths()) if self.table is None else self.table.measured
+
+    def show(self, value: float) -> str:
+        return f"{value / 1e6:.3f}M MACs" if self.table is None else f"{1e3 * value:.3f} ms"
+
+
+def _latency_table(cfg: SearchConfig, session: Session, resume: bool) -> LatencyTable | None:
+    """The latency lookup table a run needs (--budget-metric or --fur-cost latency): the run's
+    own when resuming, else measured on rank 0 and shared with the others."""
+    if "latency" not in (cfg.budget_metric, cfg.fur_cost):
+        return None
+    stored = RunDir(cfg.out).latency
+    if resume and stored.exists():
+        return LatencyTable.from_dict(RunDir(cfg.out).read_object(stored))
+    device = pick_device(cfg.latency_device) if cfg.latency_device else session.device
+    table = LatencyTable.measure(session.arch, device, cfg.latency_batch) if session.env.is_main else None
+    return LatencyTable.from_dict(broadcast_object(table.to_dict() if table else None))
+
+
+def _latency_summary(table: LatencyTable | None, arch, original: Widths, searched: Widths, session: Session,
+                     target: float | None) -> dict[str, Any] | None:
+    """Seconds of the original and searched networks, timed now and as the table predicts them."""
+    if table is None:
+        return None
+    device = torch.device(table.device)
+    final_measured = timed_network(arch, searched, device, table.batch)
+    final_predicted = table.predict(searched, arch)
+    return {"device": table.device, "batch": table.batch, "target": target,
+            "original_measured": timed_network(arch, original, device, table.batch),
+            "original_predicted": table.predict(original, arch), "final_measured": final_measured,
+            "final_predicted": final_predicted, "prediction_error": final_predicted / final_measured - 1}
 
 
 def _round_state(run: RunDir, t: int) -> dict[str, Any]:
