@@ -13,9 +13,9 @@ restore evaluates dozens per round) but predicted from a table measured once:
   timed latency of the whole starting network over the sum of its layers' predictions (what the
   residual additions, pooling and the framework add, taken as proportional: on this project's
   2-core CPU that predicted other widths better than a fixed overhead, bench/RESULTS_latency.md);
-- every timing is the least of three medians of ``repeats`` runs after ``warmup`` runs,
-  synchronised on a GPU (a transient load only slows); a machine busy with other work all along
-  gives a table that is wrong, so measure on an idle one.
+- every timing is the least of several medians (three per table entry, five per network) of
+  ``repeats`` runs after ``warmup`` runs, synchronised on a GPU (a transient load only slows);
+  a machine busy with other work all along gives a table that is wrong: measure on an idle one.
 
 :meth:`LatencyTable.predict` is the cost the budget restore holds, and its per-key forward
 difference (:meth:`LatencyTable.derivative`) can replace the MACs derivative in FUR's drop rates
@@ -179,8 +179,8 @@ class LatencyTable:
 
 def timed_network(arch: Arch, widths: Mapping[str, int], device: torch.device, batch: int = 1,
                   measure: Measure | None = None) -> float:
-    """Seconds of one forward pass of the network at ``widths``: the least of three medians."""
+    """Seconds of one forward pass of the network at ``widths``: the least of five medians."""
     measure = measure or time_module
     model = arch.build(widths).to(device).eval()
     x = torch.randn(batch, arch.in_channels, arch.input_size, arch.input_size, device=device)
-    return min(measure(model, x) for _ in range(3))
+    return min(measure(model, x) for _ in range(5))

@@ -110,8 +110,23 @@ def markdown(data: RunData) -> str:
     out += _table(["layer", "before", "after", "change"],
                   [[k, str(data.before[k]), str(data.after[k]), f"{changes[k]:+d}" if changes[k] else "0"]
                    for k in data.keys])
-    out += ["", *_comparison(data, mdiv, msuf)]
+    out += ["", *_latency(data), *_comparison(data, mdiv, msuf)]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _latency(data: RunData) -> list[str]:
+    """Latency beside MACs, for a run that measured it (--budget-metric / --fur-cost latency)."""
+    lat = data.summary.latency if data.summary is not None else None
+    if not lat:
+        return []
+    target = f"; target {1e3 * lat['target']:.3f} ms" if lat.get("target") is not None else ""
+    return ["## Latency", "",
+            f"On {lat['device']} at batch {lat['batch']}{target}. *Timed*: measured at the end of the search; "
+            f"*predicted*: the lookup table's estimate the budget restore used.", "",
+            *_table(["network", "timed (ms)", "predicted (ms)", "prediction error"], [
+                [name, f"{1e3 * lat[f'{key}_measured']:.3f}", f"{1e3 * lat[f'{key}_predicted']:.3f}",
+                 f"{lat[f'{key}_predicted'] / lat[f'{key}_measured'] - 1:+.1%}"]
+                for name, key in (("original", "original"), ("searched", "final"))]), ""]
 
 
 def _comparison(data: RunData, mdiv: float, msuf: str) -> list[str]:
