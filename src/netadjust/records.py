@@ -81,7 +81,7 @@ class Summary(_Record):
     rounds: int
     macs_original: int
     macs_final: int
-    macs_target: float
+    macs_target: float  # --budget x the starting MACs (the budget itself unless --budget-metric latency)
     params_original: int
     params_final: int
     within_tolerance: bool

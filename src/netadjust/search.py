@@ -94,6 +94,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     table = _latency_table(cfg, session, resume)
     cost = Cost(arch, table if cfg.budget_metric == "latency" else None)
     target = cfg.budget * cost.start()
+    macs_target = cfg.budget * arch.macs(arch.default_widths())  # = target for a MACs budget
     original = fit_budget(arch, session.widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
                           min_width=min(cfg.min_width, *session.widths.values()), metric=cost, unit=cost.unit)
     run, records = open_run(session, resume=resume, overwrite=overwrite, allow_changes=allow_changes)
@@ -163,11 +164,12 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         widths = next_widths
     summary = Summary(
         arch=arch.settings(), dataset=data.name, rounds=cfg.rounds, macs_original=arch.macs(original),
-        macs_final=arch.macs(widths), macs_target=target, params_original=arch.params(original),
+        macs_final=arch.macs(widths), macs_target=macs_target, params_original=arch.params(original),
         params_final=arch.params(widths), within_tolerance=within(cost(widths), target, cfg.tolerance),
         search_seconds=sum(r.seconds for r in records), budget_metric=cfg.budget_metric,
-        latency=_latency_summary(table, arch, original, widths, session, target if cost.unit == "s" else None))
-    if table is not None:
+        latency=_latency_summary(table, arch, original, widths, target if cost.unit == "s" else None)
+        if env.is_main else None)
+    if summary.latency is not None:
         lat = summary.latency
         log.info("latency of the searched network: predicted %.3f ms, measured %.3f ms (%+.1f%%); original %.3f ms",
                  1e3 * lat["final_predicted"], 1e3 * lat["final_measured"], 100 * lat["prediction_error"],
@@ -213,9 +215,10 @@ def _latency_table(cfg: SearchConfig, session: Session, resume: bool) -> Latency
     return LatencyTable.from_dict(broadcast_object(table.to_dict() if table else None))
 
 
-def _latency_summary(table: LatencyTable | None, arch, original: Widths, searched: Widths, session: Session,
+def _latency_summary(table: LatencyTable | None, arch, original: Widths, searched: Widths,
                      target: float | None) -> dict[str, Any] | None:
-    """Seconds of the original and searched networks, timed now and as the table predicts them."""
+    """Seconds of the original and searched networks, timed now and as the table predicts them
+    (rank 0 only: the summary is its to write, and other ranks would disturb its timings)."""
     if table is None:
         return None
     device = torch.device(table.device)

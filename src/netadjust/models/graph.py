@@ -91,7 +91,6 @@ class ChannelGraph:
     so a group may hold a tensor and its half (a channel split rejoined by a shuffle).
     """
 
-    module: nn.Module
     convs: list[ConvUse] = field(default_factory=list)
     norms: dict[str, Expr] = field(default_factory=dict)  # BN path -> its channels
     parent: dict[int, int] = field(default_factory=dict)
@@ -233,11 +232,10 @@ class _Tuple(tuple):
 
 @dataclass
 class _Shuffled:
-    """A ``(N, g, C/g, H, W)`` view of a tensor with channels ``expr`` (``swapped`` after a transpose)."""
+    """A ``(N, g, C/g, H, W)`` view (or its transpose) of a tensor with channels ``expr``."""
 
     expr: Expr
     groups: int
-    swapped: bool = False
 
 
 def trace(module: nn.Module, example: torch.Tensor) -> ChannelGraph:
@@ -284,7 +282,7 @@ def _nodes(args: Any) -> Iterator[fx.Node]:
 class _Analysis:
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
-        self.graph = ChannelGraph(gm)
+        self.graph = ChannelGraph()
         self.info: dict[fx.Node, Any] = {}
         self.modules = dict(gm.named_modules())
 
@@ -420,12 +418,11 @@ class _Analysis:
         if method in RESHAPE_METHODS or target is torch.reshape:
             return self.reshape(node)
         if target is torch.transpose or method == "transpose":
-            info = self.info.get(tensor)
-            dims = sorted(d % 5 for d in node.args[1:3]) if isinstance(info, _Shuffled) else None
-            if dims == [1, 2]:
-                return _Shuffled(info.expr, info.groups, not info.swapped)
-            return self.give_up(node, "moves the channel dimension") if 1 in {
-                d % len(_shape(tensor)) for d in node.args[1:3]} else self.elementwise(node)
+            info, rank = self.info.get(tensor), len(_shape(tensor) or ())
+            dims = {d % rank for d in node.args[1:3]} if rank else {1}
+            if isinstance(info, _Shuffled) and dims == {1, 2}:
+                return info  # the shuffle's transpose: a permutation of the same channels
+            return self.give_up(node, "moves the channel dimension") if 1 in dims else self.elementwise(node)
         name = method or getattr(target, "__name__", "")
         if name in REDUCTIONS and (method or getattr(torch, name, None) is target):
             return self.reduction(node)

@@ -36,7 +36,6 @@ from .blocks import SegmentedNet, init_weights
 from .graph import NORMS, ChannelGraph, trace
 from .probes import SharedChannelDrop
 
-PREFIXES = ("torchvision", "timm")
 SPEC_FORMS = "torchvision:NAME, timm:NAME or package.module:factory"
 
 
@@ -100,7 +99,8 @@ class TracedArch(Arch):
                               f"{self.in_channels}, which does not divide it")
         self.repeat_input = expects // self.in_channels  # grey images feed an RGB stem, repeated
         self.graph: ChannelGraph = trace(module, torch.zeros(1, expects, self.input_size, self.input_size))
-        outputs = self._module(torch.zeros(1, expects, self.input_size, self.input_size))
+        with torch.no_grad():
+            outputs = self._module(torch.zeros(1, expects, self.input_size, self.input_size))
         if not isinstance(outputs, torch.Tensor) or outputs.shape[-1] != self.num_classes:
             shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
             raise ConfigError(f"--arch {name!r}: the model's output is {shape}; netadjust needs logits (N, "
@@ -113,6 +113,13 @@ class TracedArch(Arch):
         self._steps = {key: self.graph.step(root) for key, root in self._roots.items()}
         self._defaults = {key: max(step, step * round(self.graph.default[root] * self.width_mult / step))
                           for (key, root), step in zip(self._roots.items(), self._steps.values())}
+        # Where each key's probe acts: every conv writing all of the group's channels (after its BN).
+        self._sites: dict[str, list[str]] = {key: [] for key in self._roots}
+        key_of = {root: key for key, root in self._roots.items()}
+        for use in self.graph.convs:
+            _, terms = self.graph.free_terms(use.cout)
+            if list(terms.values()) == [1] and use.site not in self._sites[key_of[next(iter(terms))]]:
+                self._sites[key_of[next(iter(terms))]].append(use.site)
         resized = {use.path for use in self.graph.convs} | set(self.graph.norms)
         self._fixed_params = sum(p.numel() for path, m in module.named_modules() if path not in resized
                                  for p in m.parameters(recurse=False))
@@ -168,15 +175,7 @@ class TracedArch(Arch):
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
         init_weights(net)
-        sites: dict[str, list[str]] = {key: [] for key in self._roots}
-        key_of = {root: key for key, root in self._roots.items()}
-        for use in g.convs:
-            _, terms = g.free_terms(use.cout)
-            if list(terms.values()) == [1]:  # the conv writes one group's channels, all of them
-                key = key_of[next(iter(terms))]
-                if use.site not in sites[key]:
-                    sites[key].append(use.site)
-        return SegmentedNet([TracedNet(net.train(), sites, self.repeat_input)])
+        return SegmentedNet([TracedNet(net.train(), self._sites, self.repeat_input)])
 
 
 class TracedNet(nn.Module):
