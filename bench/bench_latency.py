@@ -50,12 +50,13 @@ def table_accuracy(name: str, settings: dict, batch: int, samples: int, rng: ran
             widths, kind = {k: max(4, round(w * rng.uniform(0.5, 1.8))) for k, w in base.items()}, "random"
         timed = timed_network(arch, widths, CPU, batch)
         errors[kind].append(table.predict(widths, arch) / timed - 1)
+    drift = timed_network(arch, base, CPU, batch) / table.measured - 1  # the machine's own noise
     every = errors["uniform"] + errors["random"]
     return {"network": f"{name} x{settings.get('width_mult', 1.0)}", "batch": batch, "table_seconds": seconds,
             "start_ms": 1e3 * table.measured,
             **{f"{k}_median_abs": statistics.median(abs(e) for e in v) for k, v in errors.items()},
             "max_abs": max(abs(e) for e in every), "within_10": sum(abs(e) <= 0.10 for e in every) / len(every),
-            "errors": errors}
+            "drift": drift, "errors": errors}
 
 
 def searches(budget: float, quick: bool, work: Path) -> dict:
@@ -82,13 +83,15 @@ def render(results: dict) -> str:
              f"`{results['command']}`, {results['date']}, {results['machine']}, torch {results['torch']}, "
              f"{results['threads']} threads, batch 1 unless stated; CPU only (no GPU was lent to this task).", "",
              "## Table accuracy (predicted / timed - 1)", "",
+             "*Drift*: the starting network timed again after the samples, against its timing in the table "
+             "(how much the machine itself moved meanwhile).", "",
              "| network | batch | table built in | starting network | median abs error, uniform scalings | "
-             "median abs error, random widths | max abs error | within 10% |",
-             "|---|---|---|---|---|---|---|---|"]
+             "median abs error, random widths | max abs error | within 10% | drift |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results["accuracy"]:
         lines.append(f"| {r['network']} | {r['batch']} | {r['table_seconds']:.1f} s | {r['start_ms']:.2f} ms | "
                      f"{r['uniform_median_abs']:.1%} | {r['random_median_abs']:.1%} | {r['max_abs']:.1%} | "
-                     f"{r['within_10']:.0%} |")
+                     f"{r['within_10']:.0%} | {r['drift']:+.1%} |")
     s = results["searches"]
     lines += ["", f"## Searches at {s['budget']}x (ResNet-20 x0.5, Fashion-MNIST 28 px)", "",
               f"Settings: `{json.dumps(s['settings'])}`. Starting network {s['start_ms']:.3f} ms; latency target "

@@ -86,6 +86,7 @@ def test_a_latency_budget_search_ends_on_the_target(tmp_path, monkeypatch):
     report = write_report(result.run_dir).read_text()
     assert (f"| searched | {1e3 * lat['final_measured']:.3f} | {1e3 * lat['final_predicted']:.3f} | +0.0% |"
             in report)
+    assert "(not held: the budget was latency, see Latency)" in report
 
 
 def arch_macs(result):

@@ -80,7 +80,9 @@ def markdown(data: RunData) -> str:
     rows = [["architecture", str(arch)], ["data set", str(dataset)],
             ["searchable layers", str(len(data.keys))],
             ["rounds", f"{len(recs)} done of {data.rounds_planned if data.rounds_planned is not None else '?'}"],
-            ["MACs target", f"{_num(target, mdiv)}{msuf}" + ("" if summary is not None else " (round 0's MACs)")]]
+            ["MACs target", f"{_num(target, mdiv)}{msuf}" + ("" if summary is not None else " (round 0's MACs)")
+             + (" (not held: the budget was latency, see Latency)" if data.config.get("budget_metric") == "latency"
+                else "")]]
     rows += [[label, str(cfg[key])] for label, key in SETTINGS if cfg.get(key) is not None]
     if summary is not None and summary.arch:
         rows.append(["arch settings", ", ".join(f"{k}={v}" for k, v in summary.arch.items() if k != "arch")])
