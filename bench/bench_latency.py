@@ -28,7 +28,7 @@ import torch
 
 from netadjust.budget import fit_budget, scale_widths
 from netadjust.config import SearchConfig
-from netadjust.latency import LatencyTable, timed_network
+from netadjust.latency import LatencyTable, Stopwatch, time_module
 from netadjust.models import get_arch
 from netadjust.search import search
 
@@ -42,15 +42,16 @@ def table_accuracy(name: str, settings: dict, batch: int, samples: int, rng: ran
     table = LatencyTable.measure(arch, CPU, batch, progress=False)
     seconds = time.perf_counter() - start
     base = arch.default_widths()
+    watch = Stopwatch.of(table, arch)
     errors = {"uniform": [], "random": []}
     for i in range(samples):
         if i % 2 == 0:
             widths, kind = scale_widths(base, rng.choice([0.5, 0.7, 1.3, 1.6])), "uniform"
         else:
             widths, kind = {k: max(4, round(w * rng.uniform(0.5, 1.8))) for k, w in base.items()}, "random"
-        timed = timed_network(arch, widths, CPU, batch)
+        timed = watch.network(arch, widths)
         errors[kind].append(table.predict(widths, arch) / timed - 1)
-    drift = timed_network(arch, base, CPU, batch) / table.measured - 1  # the machine's own noise
+    drift = min(time_module(watch.reference, watch.x) for _ in range(5)) / table.measured - 1  # the machine's own
     every = errors["uniform"] + errors["random"]
     return {"network": f"{name} x{settings.get('width_mult', 1.0)}", "batch": batch, "table_seconds": seconds,
             "start_ms": 1e3 * table.measured,
@@ -70,9 +71,10 @@ def searches(budget: float, quick: bool, work: Path) -> dict:
     uniform = fit_budget(arch, arch.default_widths(), budget * arch.macs(arch.default_widths()))
     table = LatencyTable.from_dict(json.loads((work / "latency" / "latency.json").read_text()))
     timed = {"uniform": uniform, "macs-searched": out["macs"].widths_final, "latency-searched": out["latency"].widths_final}
+    watch = Stopwatch.of(table, arch)
     rows = {}
     for label, widths in timed.items():
-        rows[label] = {"macs": arch.macs(widths), "ms": 1e3 * timed_network(arch, widths, CPU, 1),
+        rows[label] = {"macs": arch.macs(widths), "ms": 1e3 * watch.network(arch, widths),
                        "predicted_ms": 1e3 * table.predict(widths, arch)}
     return {"budget": budget, "settings": base, "start_ms": 1e3 * table.measured,
             "target_ms": 1e3 * budget * table.measured, "rows": rows}
@@ -83,8 +85,10 @@ def render(results: dict) -> str:
              f"`{results['command']}`, {results['date']}, {results['machine']}, torch {results['torch']}, "
              f"{results['threads']} threads, batch 1 unless stated; CPU only (no GPU was lent to this task).", "",
              "## Table accuracy (predicted / timed - 1)", "",
-             "*Drift*: the starting network timed again after the samples, against its timing in the table "
-             "(how much the machine itself moved meanwhile).", "",
+             "Every timing is relative to the starting network timed back to back with it (`Stopwatch`), "
+             "as the search does. *Drift*: the starting network's absolute timing after the samples against "
+             "the one in the table (how much the machine itself moved meanwhile; relative timing is meant to "
+             "cancel it).", "",
              "| network | batch | table built in | starting network | median abs error, uniform scalings | "
              "median abs error, random widths | max abs error | within 10% | drift |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -95,7 +99,8 @@ def render(results: dict) -> str:
     s = results["searches"]
     lines += ["", f"## Searches at {s['budget']}x (ResNet-20 x0.5, Fashion-MNIST 28 px)", "",
               f"Settings: `{json.dumps(s['settings'])}`. Starting network {s['start_ms']:.3f} ms; latency target "
-              f"{s['target_ms']:.3f} ms.", "",
+              f"{s['target_ms']:.3f} ms. *Timed*: relative to the starting network (`Stopwatch`), in its "
+              f"milliseconds.", "",
               "| widths | MACs | timed | table's prediction |", "|---|---|---|---|"]
     for label, r in s["rows"].items():
         lines.append(f"| {label} | {r['macs']:,} | {r['ms']:.3f} ms | {r['predicted_ms']:.3f} ms |")

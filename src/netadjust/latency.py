@@ -13,9 +13,10 @@ restore evaluates dozens per round) but predicted from a table measured once:
   timed latency of the whole starting network over the sum of its layers' predictions (what the
   residual additions, pooling and the framework add, taken as proportional: on this project's
   2-core CPU that predicted other widths better than a fixed overhead, bench/RESULTS_latency.md);
-- every timing is the least of several medians (three per table entry, five per network) of
-  ``repeats`` runs after ``warmup`` runs, synchronised on a GPU (a transient load only slows);
-  a machine busy with other work all along gives a table that is wrong: measure on an idle one.
+- every timing is a median of ``repeats`` runs after ``warmup`` runs, synchronised on a GPU,
+  taken relative to the starting network timed right after it (:class:`Stopwatch`), so that a
+  machine whose speed drifts affects the table less; a machine busy with other work still
+  gives a worse one: measure on an idle machine.
 
 :meth:`LatencyTable.predict` is the cost the budget restore holds, and its per-key forward
 difference (:meth:`LatencyTable.derivative`) can replace the MACs derivative in FUR's drop rates
@@ -110,10 +111,9 @@ class LatencyTable:
     def measure(cls, arch: Arch, device: torch.device, batch: int = 1, *, measure: Measure | None = None,
                 progress: bool = True) -> LatencyTable:
         """Time the table's grid and the starting network of ``arch`` on ``device`` (with
-        ``measure``, default :func:`time_module`)."""
-        measure = measure or time_module
-        start = arch.default_widths()
-        layers = arch.layers(start)
+        ``measure``, default :func:`time_module`), through a :class:`Stopwatch`."""
+        watch = Stopwatch(arch, device, batch, measure)
+        layers = arch.layers(arch.default_widths())
         by_kind: dict[str, list[Layer]] = {}
         for layer in layers:
             by_kind.setdefault(kind(layer), []).append(layer)
@@ -126,18 +126,11 @@ class LatencyTable:
             step = 1 if depthwise else first.groups
             cins = _axis([m.cin for m in members], step)
             couts = cins if depthwise else _axis([m.cout for m in members], step)
-            seconds = []
-            for cin in cins:
-                row = []
-                for cout in ([cin] if depthwise else couts):
-                    x = torch.randn(batch, cin, h, w, device=device)
-                    timed = block(first, cin, cout, depthwise).to(device)
-                    row.append(min(measure(timed, x) for _ in range(3)))
-                seconds.append(row)
+            seconds = [[watch(block(first, cin, cout, depthwise).to(device), torch.randn(batch, cin, h, w, device=device),
+                              rounds=1) for cout in ([cin] if depthwise else couts)] for cin in cins]
             tables[name] = {"cin": cins, "cout": couts, "depthwise": depthwise, "seconds": seconds}
-        table = cls(tables, {layer.name: kind(layer) for layer in layers}, 1.0, 0.0, str(device), batch)
-        table.measured = timed_network(arch, start, device, batch, measure)
-        table.calibration = table.measured / table.predict(start, arch)
+        table = cls(tables, {layer.name: kind(layer) for layer in layers}, 1.0, watch.seconds, str(device), batch)
+        table.calibration = table.measured / table.predict(arch.default_widths(), arch)
         if progress:
             log.info("latency table: %d layer kinds, %d timings in %.1fs on %s (batch %d); starting network %.3f ms, "
                      "%.2fx the sum of its layers", len(tables),
@@ -177,10 +170,33 @@ class LatencyTable:
         return cls(data["tables"], data["kinds"], data["calibration"], data["measured"], data["device"], data["batch"])
 
 
-def timed_network(arch: Arch, widths: Mapping[str, int], device: torch.device, batch: int = 1,
-                  measure: Measure | None = None) -> float:
-    """Seconds of one forward pass of the network at ``widths``: the least of five medians."""
-    measure = measure or time_module
-    model = arch.build(widths).to(device).eval()
-    x = torch.randn(batch, arch.in_channels, arch.input_size, arch.input_size, device=device)
-    return min(measure(model, x) for _ in range(5))
+class Stopwatch:
+    """Times modules against a reference, the architecture's starting network, timed back to
+    back with each of them: a module's seconds are the median of ``rounds`` ratios t(module) /
+    t(reference) (three; one per table entry, as they are many), times the reference's own
+    seconds (the least of five medians, taken once).
+    A machine whose speed drifts (a shared VM moved one network's timing by 2x within seconds,
+    bench/RESULTS_latency.md) then changes both timings of a ratio alike, and the table, the
+    starting network and the final check stay in one unit."""
+
+    def __init__(self, arch: Arch, device: torch.device, batch: int = 1, measure: Measure | None = None,
+                 seconds: float | None = None) -> None:
+        self.measure = measure or time_module
+        self.reference = arch.build(arch.default_widths()).to(device).eval()
+        self.x = torch.randn(batch, arch.in_channels, arch.input_size, arch.input_size, device=device)
+        self.seconds = seconds if seconds is not None else min(self.measure(self.reference, self.x) for _ in range(5))
+
+    @classmethod
+    def of(cls, table: LatencyTable, arch: Arch, measure: Measure | None = None) -> Stopwatch:
+        """The stopwatch ``table`` was measured with (its reference at the table's seconds)."""
+        return cls(arch, torch.device(table.device), table.batch, measure, seconds=table.measured)
+
+    def __call__(self, module: nn.Module, x: torch.Tensor, rounds: int = 3) -> float:
+        ratios = [self.measure(module, x) / self.measure(self.reference, self.x) for _ in range(rounds)]
+        return statistics.median(ratios) * self.seconds
+
+    def network(self, arch: Arch, widths: Mapping[str, int]) -> float:
+        """Seconds of the network at ``widths`` on the reference's device and batch."""
+        model = arch.build(widths).to(self.x.device).eval()
+        return self(model, torch.randn(self.x.shape[0], arch.in_channels, arch.input_size, arch.input_size,
+                                       device=self.x.device))

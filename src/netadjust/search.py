@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .export import load_trained
 from .fur import estimate_fur, random_scores
 from .io import save_torch_atomic
-from .latency import LatencyTable, timed_network
+from .latency import LatencyTable, Stopwatch
 from .models import channel_importance, resize, top_channels
 from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
@@ -221,11 +221,11 @@ def _latency_summary(table: LatencyTable | None, arch, original: Widths, searche
     (rank 0 only: the summary is its to write, and other ranks would disturb its timings)."""
     if table is None:
         return None
-    device = torch.device(table.device)
-    final_measured = timed_network(arch, searched, device, table.batch)
+    watch = Stopwatch.of(table, arch)
+    final_measured = watch.network(arch, searched)
     final_predicted = table.predict(searched, arch)
     return {"device": table.device, "batch": table.batch, "target": target,
-            "original_measured": timed_network(arch, original, device, table.batch),
+            "original_measured": watch.network(arch, original),
             "original_predicted": table.predict(original, arch), "final_measured": final_measured,
             "final_predicted": final_predicted, "prediction_error": final_predicted / final_measured - 1}
 
