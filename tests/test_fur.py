@@ -130,7 +130,7 @@ def enumerating_masks(monkeypatch, repeats, n_batches, batch_size):
         return (2.0 * bits).to(x.dtype).view(n, c, *(1,) * (x.dim() - 2))
 
     monkeypatch.setattr(ChannelDrop, "sample_mask", sample_mask)
-    monkeypatch.setattr("netadjust.fur.drop_rates", lambda arch, widths, base: ({k: 0.5 for k in widths}, []))
+    monkeypatch.setattr("netadjust.fur.drop_rates", lambda arch, widths, base, **_: ({k: 0.5 for k in widths}, []))
 
 
 @pytest.fixture
