@@ -109,26 +109,19 @@ def reference_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys
     return base, sums
 
 
-def _first_order_slopes(losses: torch.Tensor,
-                        activations: dict[str, torch.Tensor | list[torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Per sample and channel, sum over space of activation * d(own loss)/d(activation): (B, C).
-    A key probed at several sites (one mask for all) sums over them.
+def _first_order_slopes(losses: torch.Tensor, activations: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per sample and channel, sum over space of activation * d(own loss)/d(activation): (B, C),
+    summed over the key's probe sites (a traced model's key may have several, one mask for all).
 
     In eval mode each sample's loss depends on its own activations only, so one backward pass
     of the summed loss gives every sample's gradient at every probe at once.
     """
-    sites = {key: a if isinstance(a, list) else [a] for key, a in activations.items()}
-    flat = [a for key in sites for a in sites[key]]
-    grads = iter(torch.autograd.grad(losses.sum(), flat, allow_unused=True))
-    out = {}
-    for key, acts in sites.items():
-        total = None
-        for a in acts:
-            grad = next(grads)
-            if grad is not None:
-                term = (a.detach() * grad).reshape(a.shape[0], a.shape[1], -1).sum(2)
-                total = term if total is None else total + term
-        out[key] = total if total is not None else torch.zeros(acts[0].shape[:2], device=acts[0].device)
+    sites = [(key, a) for key, acts in activations.items() for a in acts]
+    grads = torch.autograd.grad(losses.sum(), [a for _, a in sites], allow_unused=True)
+    out = {key: torch.zeros(acts[0].shape[:2], device=acts[0].device) for key, acts in activations.items()}
+    for (key, a), grad in zip(sites, grads):
+        if grad is not None:
+            out[key] = out[key] + (a.detach() * grad).reshape(a.shape[0], a.shape[1], -1).sum(2)
     return out
 
 
@@ -153,7 +146,7 @@ def fast_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys: Seq
                     inputs.append(segment(inputs[-1]))
                 losses = F.cross_entropy(inputs[-1], y, reduction="none")
                 if control_variate:
-                    slopes = _first_order_slopes(losses, {key: traces[key].activation for key in keys})
+                    slopes = _first_order_slopes(losses, {key: traces[key].activations for key in keys})
                     if importance is not None:
                         for key in keys:
                             square = slopes[key].double().square().sum(0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from torch import nn
 class Trace:
     """What a probe saw on the last forward pass while traced."""
 
-    activation: torch.Tensor | list[torch.Tensor] | None = None  # its input, when it was off (a list: one per site)
+    activations: list[torch.Tensor] = field(default_factory=list)  # its input, when it was off: one per site
     mask: torch.Tensor | None = None  # the scaled mask it applied (N, C, 1, 1), when it was on
 
 
@@ -51,7 +51,7 @@ class ChannelDrop(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0:
             if self._trace is not None:
-                self._trace.activation = x
+                self._trace.activations = [x]
             return x
         mask = self.sample_mask(x)
         if self._trace is not None:
@@ -74,7 +74,7 @@ class SharedChannelDrop(ChannelDrop):
     def new_pass(self) -> None:
         self._mask = None
         if self._trace is not None:
-            self._trace.activation = []
+            self._trace.activations = []
 
     def hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         """A forward hook: the module's output passes through this probe."""
@@ -83,9 +83,7 @@ class SharedChannelDrop(ChannelDrop):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0:
             if self._trace is not None:
-                if not isinstance(self._trace.activation, list):
-                    self._trace.activation = []
-                self._trace.activation.append(x)
+                self._trace.activations.append(x)
             return x
         if self._mask is None or self._mask.shape != x.shape[:2] + (1,) * (x.dim() - 2):
             self._mask = self.sample_mask(x)
