@@ -12,10 +12,36 @@ evaluated from the layer list, never by building a model, so this takes millisec
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 from .models import Arch
+
+if TYPE_CHECKING:
+    from .latency import LatencyTable
+
+
+class Cost:
+    """What the budget holds: MACs (default), or the latency a lookup table predicts (seconds)."""
+
+    def __init__(self, arch: Arch, table: LatencyTable | None = None) -> None:
+        self.arch, self.table = arch, table
+
+    def __call__(self, widths: Mapping[str, int]) -> float:
+        return self.arch.macs(widths) if self.table is None else self.table.predict(widths, self.arch)
+
+    def start(self) -> float:
+        """The cost of the family's starting widths: their MACs, or their timed latency."""
+        return self.arch.macs(self.arch.default_widths()) if self.table is None else self.table.measured
+
+    def show(self, value: float) -> str:
+        return f"{value:,.0f} MACs" if self.table is None else f"{1e3 * value:.3f} ms"
+
+
+def lowest(step: int, min_width: int) -> int:
+    """The smallest width on ``step`` that is at least ``min_width``."""
+    return step * math.ceil(min_width / step)
 
 
 def round_to(value: float, multiple: int = 1) -> int:
@@ -28,7 +54,7 @@ def scale_widths(widths: Mapping[str, int], scale: float, *, multiple_of: int | 
     """Every width times ``scale``, rounded to its multiple (one for all, or per key), and not
     below ``min_width`` (rounded up to the multiple)."""
     steps = multiple_of if isinstance(multiple_of, Mapping) else dict.fromkeys(widths, multiple_of)
-    return {k: max(steps[k] * math.ceil(min_width / steps[k]), round_to(w * scale, steps[k])) for k, w in widths.items()}
+    return {k: max(lowest(steps[k], min_width), round_to(w * scale, steps[k])) for k, w in widths.items()}
 
 
 def within(macs: int, target: float, tolerance: float) -> bool:
@@ -37,32 +63,30 @@ def within(macs: int, target: float, tolerance: float) -> bool:
 
 def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, tolerance: float = 0.01,
                multiple_of: int = 1, min_width: int = 1, max_steps: int = 100,
-               metric: Callable[[Mapping[str, int]], float] | None = None, unit: str = "MACs") -> dict[str, int]:
-    """``widths`` rescaled uniformly so ``arch.macs`` (or ``metric``, in ``unit``) is within
+               cost: Cost | None = None) -> dict[str, int]:
+    """``widths`` rescaled uniformly so their ``cost`` (default: ``arch.macs``) is within
     ``tolerance`` of ``target``.
 
     Raises :class:`ConfigError` when the budget is below what the minimum widths cost, or when
     the rounding granularity makes the tolerance unreachable.
     """
     steps = {k: math.lcm(multiple_of, step) for k, step in arch.width_steps().items()}
-    measure = metric or arch.macs
+    measure = cost or Cost(arch)
+    show = measure.show
 
-    def show(value: float) -> str:
-        return f"{value:,.0f} MACs" if unit == "MACs" else f"{1e3 * value:.3f} ms" if unit == "s" else f"{value:.4g} {unit}"
-
-    def cost(s: float) -> float:
+    def scaled(s: float) -> float:
         return measure(scale_widths(widths, s, multiple_of=steps, min_width=min_width))
 
     if multiple_of == 1 and all(w % steps[k] == 0 for k, w in widths.items()) and within(measure(widths), target,
                                                                                         tolerance):
         return dict(widths)
     lo, hi = 0.0, 1.0
-    floor = cost(lo)
+    floor = scaled(lo)
     if floor > target * (1 + tolerance):
         raise ConfigError(f"budget of {show(target)} is unreachable: {arch.name} costs {show(floor)} with "
                           f"every searchable layer at its minimum width ({max(min_width, multiple_of)}); "
                           f"raise --budget or lower --min-width / --multiple-of")
-    while cost(hi) < target:
+    while scaled(hi) < target:
         hi *= 2
         if hi > 1e6:
             raise ConfigError(f"budget of {show(target)} is unreachable by widening {arch.name}")
@@ -87,7 +111,7 @@ def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, toleranc
         for key in order:
             previous = candidate[key]
             step = sign * steps[key]
-            candidate[key] = max(steps[key] * math.ceil(min_width / steps[key]), previous + step)
+            candidate[key] = max(lowest(steps[key], min_width), previous + step)
             macs = measure(candidate)
             if within(macs, target, tolerance):
                 return candidate

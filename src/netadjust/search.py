@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .adjust import adjust_widths
-from .budget import fit_budget, within
+from .budget import Cost, fit_budget, within
 from .config import SearchConfig
 from .dist import broadcast_object, pick_device
 from .errors import ConfigError
@@ -92,11 +92,11 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
                           f"widths only for its own families (see `netadjust models`); drop --warm-start")
     distill = _distill_settings(cfg, session)  # a teacher file is read now, not after the search
     table = _latency_table(cfg, session, resume)
-    cost = Cost(arch, table if cfg.budget_metric == "latency" else None)
+    cost = Cost(arch, table if cfg.budget_metric == "latency" else None)  # what the budget holds
     target = cfg.budget * cost.start()
     macs_target = cfg.budget * arch.macs(arch.default_widths())  # = target for a MACs budget
     original = fit_budget(arch, session.widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
-                          min_width=min(cfg.min_width, *session.widths.values()), metric=cost, unit=cost.unit)
+                          min_width=min(cfg.min_width, *session.widths.values()), cost=cost)
     run, records = open_run(session, resume=resume, overwrite=overwrite, allow_changes=allow_changes)
     if table is not None and env.is_main:
         run.write_json(run.latency, table.to_dict())
@@ -134,7 +134,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         previous = state if cfg.warm_start else None
         adjusted, moves = adjust_widths(widths, original, fur.fur, rule, t)
         next_widths = fit_budget(arch, adjusted, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
-                                 min_width=min(cfg.min_width, *adjusted.values()), metric=cost, unit=cost.unit)
+                                 min_width=min(cfg.min_width, *adjusted.values()), cost=cost)
         if broadcast_object(next_widths) != next_widths:
             raise RuntimeError(f"rank {env.rank} computed other widths than rank 0 in round {t}")
         heldout, test = trained.metrics["heldout"], trained.metrics["test"]
@@ -167,7 +167,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         macs_final=arch.macs(widths), macs_target=macs_target, params_original=arch.params(original),
         params_final=arch.params(widths), within_tolerance=within(cost(widths), target, cfg.tolerance),
         search_seconds=sum(r.seconds for r in records), budget_metric=cfg.budget_metric,
-        latency=_latency_summary(table, arch, original, widths, target if cost.unit == "s" else None)
+        latency=_latency_summary(table, arch, original, widths, target if cost.table else None)
         if env.is_main else None)
     if summary.latency is not None:
         lat = summary.latency
@@ -182,24 +182,6 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     if env.is_main:
         run.write_json(run.summary, summary.to_dict())
     return SearchResult(run.path, records, original, widths, summary)
-
-
-class Cost:
-    """What the budget holds: MACs, or the latency the lookup table predicts (seconds)."""
-
-    def __init__(self, arch, table: LatencyTable | None) -> None:
-        self.arch, self.table = arch, table
-        self.unit = "MACs" if table is None else "s"
-
-    def __call__(self, widths: Widths) -> float:
-        return self.arch.macs(widths) if self.table is None else self.table.predict(widths, self.arch)
-
-    def start(self) -> float:
-        """The cost of the family's starting widths: their MACs, or their measured latency."""
-        return self.arch.macs(self.arch.default_widths()) if self.table is None else self.table.measured
-
-    def show(self, value: float) -> str:
-        return f"{value / 1e6:.3f}M MACs" if self.table is None else f"{1e3 * value:.3f} ms"
 
 
 def _latency_table(cfg: SearchConfig, session: Session, resume: bool) -> LatencyTable | None:
