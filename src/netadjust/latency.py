@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .models import Arch
-from .models.base import Layer
+from .models.base import Layer, forward_difference
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +152,8 @@ class LatencyTable:
     def derivative(self, widths: Mapping[str, int], arch: Arch) -> dict[str, float]:
         """Predicted seconds one more channel of each key adds (forward difference; at least a
         picosecond, as timings are not monotonic everywhere and a cost must be positive)."""
-        base = self.predict(widths, arch)
-        trial = dict(widths)
-        out = {}
-        for key, value in widths.items():
-            trial[key] = value + 1
-            out[key] = max(self.predict(trial, arch) - base, 1e-12)
-            trial[key] = value
-        return out
+        steps = forward_difference(lambda w: self.predict(w, arch), widths)
+        return {key: max(step, 1e-12) for key, step in steps.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"tables": self.tables, "kinds": self.kinds, "calibration": self.calibration,

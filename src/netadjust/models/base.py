@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConfigError
@@ -66,6 +66,18 @@ class PreNormLayer(Layer):
     @property
     def params(self) -> int:
         return super().params + 2 * self.cin
+
+
+def forward_difference(cost: Callable[[Mapping[str, int]], float], widths: Mapping[str, int]) -> dict[str, float]:
+    """Per key, ``cost`` with one more channel of that key minus ``cost`` at ``widths``."""
+    base = cost(widths)
+    trial = dict(widths)
+    out = {}
+    for key, value in widths.items():
+        trial[key] = value + 1
+        out[key] = cost(trial) - base
+        trial[key] = value
+    return out
 
 
 def scale_width(width: int, mult: float) -> int:
@@ -171,14 +183,7 @@ class Arch(ABC):
         Where a family takes a maximum of widths (the "max" residual stream) it is the
         one-sided derivative: the cost of widening, which is what the search does.
         """
-        base = self.macs(widths)
-        trial = dict(widths)
-        out = {}
-        for key, value in widths.items():
-            trial[key] = value + 1
-            out[key] = self.macs(trial) - base
-            trial[key] = value
-        return out
+        return forward_difference(self.macs, widths)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "arch")

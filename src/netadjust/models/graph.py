@@ -267,18 +267,6 @@ def _shape(node: fx.Node) -> tuple[int, ...] | None:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def _nodes(args: Any) -> Iterator[fx.Node]:
-    """Every node inside (nested) args."""
-    if isinstance(args, fx.Node):
-        yield args
-    elif isinstance(args, (list, tuple)):
-        for a in args:
-            yield from _nodes(a)
-    elif isinstance(args, dict):
-        for a in args.values():
-            yield from _nodes(a)
-
-
 class _Analysis:
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
@@ -309,17 +297,20 @@ class _Analysis:
         shape = _shape(node)
         return Expr(shape[1]) if shape is not None and len(shape) >= 2 else None
 
-    def give_up(self, node: fx.Node, why: str) -> Expr | None:
-        """Fix every input's channels and give the output its traced channel count."""
-        for arg in _nodes((node.args, node.kwargs)):
+    def inputs(self, node: fx.Node) -> Iterator[Expr]:
+        """The channel expressions of every tensor ``node`` reads (a tuple's parts, a shuffle's channels)."""
+        for arg in node.all_input_nodes:
             info = self.info.get(arg)
             for e in (info if isinstance(info, _Tuple) else [info]):
-                if isinstance(e, Expr):
-                    if self.graph.free_terms(e)[1]:
-                        self.graph.warn(f"{self.where(node)} {why}; the widths of its inputs are fixed")
-                    self.graph.freeze(e)
-                elif isinstance(e, _Shuffled):
-                    self.graph.freeze(e.expr)
+                if isinstance(e, (Expr, _Shuffled)):
+                    yield e.expr if isinstance(e, _Shuffled) else e
+
+    def give_up(self, node: fx.Node, why: str) -> Expr | None:
+        """Fix every input's channels and give the output its traced channel count."""
+        for e in self.inputs(node):
+            if self.graph.free_terms(e)[1]:
+                self.graph.warn(f"{self.where(node)} {why}; the widths of its inputs are fixed")
+            self.graph.freeze(e)
         return self.constant(node)
 
     # -- the walk ----------------------------------------------------------------------
@@ -328,12 +319,9 @@ class _Analysis:
             return self.constant(node)
         if node.op == "get_attr":
             return self.constant(node)
-        if node.op == "output":
-            for arg in _nodes(node.args):
-                info = self.info.get(arg)
-                for e in (info if isinstance(info, _Tuple) else [info]):
-                    if isinstance(e, Expr):
-                        self.graph.freeze(e)
+        if node.op == "output":  # the logits' width is the number of classes
+            for e in self.inputs(node):
+                self.graph.freeze(e)
             return None
         if node.op == "call_module":
             return self.visit_module(node, self.modules[node.target])
@@ -440,7 +428,7 @@ class _Analysis:
         if shape is None or len(shape) < 2:
             return self.give_up(node, "reduces its input to fewer than 2 dimensions")
         same: list[Expr] = []
-        for arg in _nodes((node.args, node.kwargs)):
+        for arg in node.all_input_nodes:
             arg_shape, info = _shape(arg), self.info.get(arg)
             if arg_shape is not None and len(arg_shape) == 1 and arg_shape[0] == shape[1] > 1:
                 return self.give_up(node, "applies a channel-sized tensor")  # e.g. F.batch_norm's weight
