@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +61,20 @@ def trained_file(run_dir: str | Path, which: str = "searched", seed: int | None 
         raise ConfigError(f"{run.path} holds no trained {which} network: a search saves them in final/ when its "
                           f"final comparison runs (--final-epochs > 0; runs made before netadjust saved them "
                           f"have none)")
-    seeds = sorted(int(p.name[len(which) + 5:-len(".weights.pt")]) for p in found)
+    seeds = sorted(int(p.name.removeprefix(f"{which}_seed").removesuffix(".weights.pt")) for p in found)
     chosen = seeds[0] if seed is None else seed
     if chosen not in seeds:
         raise ConfigError(f"{run.path} has no {which} network for --seed {seed}; it has seed(s) "
                           f"{', '.join(map(str, seeds))}")
     return run.final_weights(which, chosen)
+
+
+def trained_state(model: nn.Module, widths: Mapping[str, int], arch: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """What a trained-network file holds (a final retraining's weights, a state-dict export):
+    ``model`` (its state dict, on the CPU), ``widths``, ``arch`` (get_arch settings) and ``extra``;
+    :func:`load_trained` reads it, as it reads ``netadjust train``'s checkpoint (the same keys)."""
+    return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "widths": dict(widths),
+            "arch": dict(arch), **extra}
 
 
 def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -81,10 +89,11 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                           f"pass a final/*.weights.pt file, a `netadjust train` checkpoint.pt or a state-dict export")
     settings = dict(state["arch"])
     arch = get_arch(settings.pop("arch"), **settings)
-    model = arch.build(state["widths"])
+    widths = arch.validate(state["widths"])
+    model = arch.build(widths)
     model.load_state_dict(state["model"])
-    meta = {"netadjust": __version__, "arch": state["arch"], "widths": arch.validate(state["widths"]),
-            "macs": arch.macs(state["widths"]), "params": arch.params(state["widths"]),
+    meta = {"netadjust": __version__, "arch": state["arch"], "widths": widths,
+            "macs": arch.macs(widths), "params": arch.params(widths),
             "input_shape": [arch.in_channels, arch.input_size, arch.input_size], "source": str(path),
             **{k: state[k] for k in ("test_acc", "seed", "which") if k in state}}
     return model.eval(), meta
@@ -100,7 +109,8 @@ def export(model: nn.Module, meta: dict[str, Any], out: str | Path, fmt: str = "
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     if fmt == "state-dict":
-        save_torch_atomic(out, {"model": model.state_dict(), **{k: v for k, v in meta.items() if k != "source"}})
+        extra = {k: v for k, v in meta.items() if k not in ("widths", "arch", "source")}
+        save_torch_atomic(out, trained_state(model, meta["widths"], meta["arch"], **extra))
         return 0.0
     batch = torch.randn((4, *meta["input_shape"]), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -24,7 +24,7 @@ from .budget import Cost, fit_budget, within
 from .config import SearchConfig
 from .dist import broadcast_object, pick_device
 from .errors import ConfigError
-from .export import load_trained
+from .export import load_trained, trained_state
 from .fur import estimate_fur, random_scores
 from .io import save_torch_atomic
 from .latency import LatencyTable, Stopwatch
@@ -90,7 +90,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     if cfg.warm_start and not arch.resizable:
         raise ConfigError(f"--warm-start is not available for {arch.name}: netadjust carries trained weights to other "
                           f"widths only for its own families (see `netadjust models`); drop --warm-start")
-    distill = _distill_settings(cfg, session)  # a teacher file is read now, not after the search
+    teaching = Teaching.of(cfg, session)  # a teacher file is read now, not after the search
     table = _latency_table(cfg, session, resume)
     cost = Cost(arch, table if cfg.budget_metric == "latency" else None)  # what the budget holds
     target = cfg.budget * cost.start()
@@ -178,7 +178,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         run.write_json(run.widths_final, widths)
     if cfg.final_epochs > 0:
         summary = dataclasses.replace(summary, **(yield from final_comparison(session, run, original, widths,
-                                                                              distill, progress=progress)))
+                                                                              teaching, progress=progress)))
     if env.is_main:
         run.write_json(run.summary, summary.to_dict())
     return SearchResult(run.path, records, original, widths, summary)
@@ -189,9 +189,9 @@ def _latency_table(cfg: SearchConfig, session: Session, resume: bool) -> Latency
     own when resuming, else measured on rank 0 and shared with the others."""
     if "latency" not in (cfg.budget_metric, cfg.fur_cost):
         return None
-    stored = RunDir(cfg.out).latency
-    if resume and stored.exists():
-        return LatencyTable.from_dict(RunDir(cfg.out).read_object(stored))
+    run = RunDir(cfg.out)
+    if resume and run.latency.exists():
+        return LatencyTable.from_dict(run.read_object(run.latency))
     device = pick_device(cfg.latency_device) if cfg.latency_device else session.device
     table = LatencyTable.measure(session.arch, device, cfg.latency_batch) if session.env.is_main else None
     return LatencyTable.from_dict(broadcast_object(table.to_dict() if table else None))
@@ -239,13 +239,13 @@ def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int) -> 
 
 
 def final_comparison(session: Session, run: RunDir, original: Widths, searched: Widths,
-                     distill: dict[str, Any] | None = None, *,
+                     teaching: Teaching | None = None, *,
                      progress: bool = True) -> Generator[None, None, dict[str, Any]]:
     """Retrain the original and the searched widths with the same schedule, on seeds ``seed ..
     seed + final_seeds - 1``; compare on test, paired by seed. Returns the Summary's fields.
 
     As in the official code, the final trainings use the whole training set (train + held-out).
-    With ``distill`` (:func:`_distill_settings`) the searched networks learn from a teacher's
+    With ``teaching`` (:class:`Teaching`) the searched networks learn from a teacher's
     soft targets as well (the original networks first, when they are the teachers). A result already on disk (an
     interrupted comparison) is reused only if it trained the same widths with the same schedule
     and the same teacher.
@@ -254,7 +254,7 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
     schedule = dataclasses.replace(cfg.train, epochs=cfg.final_epochs)
     settings = dataclasses.asdict(schedule)
     seeds = list(range(cfg.seed, cfg.seed + cfg.final_seeds))
-    stages = [("original", "searched")] if distill is None else [("original",), ("searched",)]
+    stages = [("original", "searched")] if teaching is None else [("original",), ("searched",)]
     done: dict[tuple[str, int], FinalRun] = {}
     trained: dict[tuple[str, int], torch.nn.Module] = {}
     for names in stages:  # all of a stage at once: side by side on a GPU, one after the other elsewhere
@@ -262,7 +262,7 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
         for seed in seeds:
             for name in names:
                 widths = original if name == "original" else searched
-                taught = _teacher_record(distill, seed) if name == "searched" else None
+                taught = teaching.record(seed) if teaching and name == "searched" else None
                 path = run.final_result(name, seed)
                 if path.exists():
                     prior = run.read_final(path)
@@ -271,12 +271,12 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
                         continue
                     log.info("final %s seed %d: %s holds another configuration's result; retraining", name, seed,
                              path)
-                teacher = _teacher(distill, run, trained, seed) if taught else None
+                distill = teaching.teacher(seed, run, trained) if taught else None
                 torch.manual_seed(seed)
                 pending.append(((name, seed, widths, taught), Training(
                     arch.build(widths), session.data, schedule, seed=seed, device=session.device, env=env,
                     progress=progress, desc=f"final {name} seed {seed}", eval_splits=("test",), train_split="full",
-                    distill=Distillation(teacher, cfg.distill_alpha, cfg.distill_temperature) if teacher else None,
+                    distill=distill,
                     **run.trainer_state(path.with_suffix(".pt"), write=env.is_main, widths=widths, train=settings,
                                         distill=taught))))
         yield from run_together([training for _, training in pending])
@@ -291,9 +291,8 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
                      100 * test.top1, result.seconds, f"  (taught by {taught['teacher']})" if taught else "")
             if env.is_main:
                 path = run.final_result(name, seed)
-                save_torch_atomic(run.final_weights(name, seed), {
-                    "model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()}, "widths": widths,
-                    "arch": arch.settings(), "test_acc": test.top1, "seed": seed, "which": name})
+                save_torch_atomic(run.final_weights(name, seed), trained_state(
+                    result.model, widths, arch.settings(), test_acc=test.top1, seed=seed, which=name))
                 path.with_suffix(".pt").unlink(missing_ok=True)
                 run.write_json(path, done[name, seed].to_dict())
     accs = {name: [done[name, seed].test_acc for seed in seeds] for name in ("original", "searched")}
@@ -305,41 +304,47 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
             "test_acc_gain_ci95": list(interval) if interval else None}
 
 
-def _distill_settings(cfg: SearchConfig, session: Session) -> dict[str, Any] | None:
-    """``--distill-from`` checked (a teacher file must fit the data) and with its settings."""
-    if cfg.distill_from is None:
-        return None
-    out = {"teacher": cfg.distill_from, "alpha": cfg.distill_alpha, "temperature": cfg.distill_temperature}
-    if cfg.distill_from != "original":
-        teacher, meta = load_trained(cfg.distill_from)
-        data = session.data
-        theirs = (meta["arch"].get("num_classes"), *meta["input_shape"])
-        ours = (data.num_classes, data.in_channels, data.input_size, data.input_size)
-        if theirs != ours:
-            raise ConfigError(f"--distill-from {cfg.distill_from}: the teacher takes {theirs[1]}x{theirs[2]}x{theirs[3]} "
-                              f"images into {theirs[0]} classes; {data.name} has {ours[1]}x{ours[2]}x{ours[3]} images "
-                              f"and {ours[0]} classes")
-        out["model"] = teacher
-    return out
+@dataclass
+class Teaching:
+    """``--distill-from`` and its settings: who teaches each seed's searched network."""
 
+    source: str  # "original", or a weights file
+    alpha: float
+    temperature: float
+    model: torch.nn.Module | None = None  # the file's network
 
-def _teacher_record(distill: dict[str, Any] | None, seed: int) -> dict[str, Any] | None:
-    """What a distilled final training records of its teacher (None without distillation)."""
-    if distill is None:
-        return None
-    teacher = f"original seed {seed}" if distill["teacher"] == "original" else str(distill["teacher"])
-    return {"teacher": teacher, "alpha": distill["alpha"], "temperature": distill["temperature"]}
+    @classmethod
+    def of(cls, cfg: SearchConfig, session: Session) -> Teaching | None:
+        """The settings' teaching, a teacher file read and checked against the data (None without)."""
+        if cfg.distill_from is None:
+            return None
+        teaching = cls(cfg.distill_from, cfg.distill_alpha, cfg.distill_temperature)
+        if cfg.distill_from != "original":
+            teaching.model, meta = load_trained(cfg.distill_from)
+            data = session.data
+            theirs = (meta["arch"].get("num_classes"), *meta["input_shape"])
+            ours = (data.num_classes, data.in_channels, data.input_size, data.input_size)
+            if theirs != ours:
+                raise ConfigError(f"--distill-from {cfg.distill_from}: the teacher takes {theirs[1]}x{theirs[2]}x"
+                                  f"{theirs[3]} images into {theirs[0]} classes; {data.name} has {ours[1]}x{ours[2]}x"
+                                  f"{ours[3]} images and {ours[0]} classes")
+        return teaching
 
+    def record(self, seed: int) -> dict[str, Any]:
+        """What the final training of ``seed`` records of its teacher."""
+        teacher = f"original seed {seed}" if self.source == "original" else self.source
+        return {"teacher": teacher, "alpha": self.alpha, "temperature": self.temperature}
 
-def _teacher(distill: dict[str, Any], run: RunDir, trained: dict[tuple[str, int], torch.nn.Module],
-             seed: int) -> torch.nn.Module:
-    """The teacher of seed ``seed``: the file's network, or the original network trained in this
-    comparison (or by an earlier, interrupted one: its saved weights)."""
-    if "model" in distill:
-        return distill["model"]
-    if ("original", seed) in trained:
-        return trained["original", seed]
-    return load_trained(run.final_weights("original", seed))[0]
+    def teacher(self, seed: int, run: RunDir, trained: dict[tuple[str, int], torch.nn.Module]) -> Distillation:
+        """The distillation of ``seed``: the file's network, or the original network trained in this
+        comparison (or by an earlier, interrupted one: its saved weights)."""
+        if self.model is not None:
+            model = self.model
+        elif ("original", seed) in trained:
+            model = trained["original", seed]
+        else:
+            model = load_trained(run.final_weights("original", seed))[0]
+        return Distillation(model, self.alpha, self.temperature)
 
 
 def _hms(seconds: float) -> str:
