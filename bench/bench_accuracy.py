@@ -184,7 +184,7 @@ def run_family(family: str, s: dict[str, Any], runs: str, log_path: str) -> dict
     from netadjust.data import load_dataset
     from netadjust.models import get_arch
     from netadjust.search import search
-    from netadjust.train import build_and_train, train_model
+    from netadjust.train import build_and_train
 
     t_family = time.perf_counter()
     train_cfg = TrainConfig(epochs=s["final_epochs"], device="cpu")

@@ -21,7 +21,6 @@ leaves what it measured):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -175,7 +174,7 @@ def whole_search(args: argparse.Namespace, device: torch.device, rounds: int, ep
 def render(path: Path) -> str:
     d = json.loads(path.read_text())
     st = d["stages"]
-    lines = [f"# GPU training speed (bench/bench_gpu.py)", "",
+    lines = ["# GPU training speed (bench/bench_gpu.py)", "",
              f"- device: {d['device']}, torch {d['torch']}, {d['date']}", f"- command: `{d['command']}`",
              "- model: ResNet-20 x0.5 on Fashion-MNIST (54,000 training images), batch 128, bf16 autocast, "
              "channels-last", ""]
