@@ -77,6 +77,11 @@ PAPER_BEFORE = (51, 102, 204, 409)
 PAPER_AFTER = ((26, 53, 16, 62), (103, 96, 84, 89), (366, 162, 184, 174), (673, 283, 637, 833))
 
 
+def comparisons(arms) -> list[tuple[str, str]]:
+    """The paired comparisons whose two arms were both run."""
+    return [(a, b) for a, b in COMPARISONS if a in arms and b in arms]
+
+
 class Results:
     """The JSON file of everything measured, loaded if it exists (to continue a run)."""
 
@@ -114,11 +119,11 @@ def data_for(s: dict, seed: int, data_dir: str | None):
 
 
 def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace) -> None:
-    """The three searches of every seed not yet recorded, side by side on a GPU."""
+    """The searches of every searched arm and seed not yet recorded, side by side on a GPU."""
     todo = {}
     for seed in range(s["seeds"]):
         for arm, (guide, budget) in SEARCHED.items():
-            if f"{arm}/{seed}" in record["searches"]:
+            if arm not in s["arms"] or f"{arm}/{seed}" in record["searches"]:
                 continue
             out = Path(args.work) / family / arm / f"seed{seed}"
             todo[f"{arm}/{seed}"] = SearchConfig.from_dict({
@@ -155,7 +160,7 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace) -> 
         data = data_for(s, seed, args.data_dir)
         arch = get_arch(family, num_classes=data.num_classes, in_channels=data.in_channels,
                         input_size=data.input_size, width_mult=s["width_mult"])
-        runs = [(f"{arm}/{seed}", "finals", arm, s["final_epochs"]) for arm in ARMS]
+        runs = [(f"{arm}/{seed}", "finals", arm, s["final_epochs"]) for arm in s["arms"]]
         if seed == 0 and family in s["plateau_families"]:
             runs += [(str(e), "plateau", "uniform", e) for e in s["plateau"]]
         for key, table, arm, epochs in runs:
@@ -180,6 +185,11 @@ def main() -> None:
     p.add_argument("--mode", choices=sorted(MODES), default="cpu")
     p.add_argument("--families", nargs="*", default=None, help="a subset of the mode's families")
     p.add_argument("--seeds", type=int, default=None, help="override the mode's number of seeds (5)")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
+                   help="a subset of the arms (default all; uniform and adjusted are always run)")
+    p.add_argument("--plateau", nargs="*", type=int, default=None, metavar="EPOCHS",
+                   help="final-training lengths of the uniform seed-0 curve, for every family run "
+                        "(default: the mode's, for ResNet-20 only; none to skip)")
     p.add_argument("--dataset", default=None, help="override the mode's data set (e.g. cifar100 with --mode paper)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
@@ -200,6 +210,9 @@ def main() -> None:
         s["families"] = tuple(args.families)
     if args.seeds:
         s["seeds"] = args.seeds
+    s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
+    if args.plateau is not None:
+        s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]
     args.out = args.out or f"bench/results_evidence_{args.mode}.json"
     args.work = args.work or f"runs/evidence-{args.mode}"
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
@@ -207,13 +220,15 @@ def main() -> None:
         record = results.family(family)
         start = time.perf_counter()
         run_searches(s, family, record, args)
+        record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         results.save()
         print(f"{family}: searches done ({time.perf_counter() - start:.0f} s)", flush=True)
+        start = time.perf_counter()
         run_finals(s, family, record, args)
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         results.save()
         print(f"{family}: final trainings done ({time.perf_counter() - start:.0f} s)", flush=True)
-        for a, b in COMPARISONS:
+        for a, b in comparisons(s["arms"]):
             accs = [(record["finals"][f"{a}/{i}"]["test_acc"], record["finals"][f"{b}/{i}"]["test_acc"])
                     for i in range(s["seeds"])]
             gain, ci = paired_difference([x for x, _ in accs], [y for _, y in accs])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench_evidence import ARMS, COMPARISONS, PAPER_AFTER, PAPER_BEFORE
+from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, comparisons
 from netadjust.stats import mean_std, paired_difference
 
 LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
@@ -27,14 +27,18 @@ def paper_ratios() -> list[float]:
     return [sum(w / before for w in after) / len(after) for before, after in zip(PAPER_BEFORE, PAPER_AFTER)]
 
 
-def family_section(name: str, rec: dict, seeds: int) -> list[str]:
+def finished(rec: dict, arms, seeds: int) -> bool:
+    return all(f"{arm}/{i}" in rec["finals"] for arm in arms for i in range(seeds))
+
+
+def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     finals = rec["finals"]
-    if any(f"{arm}/{i}" not in finals for arm in ARMS for i in range(seeds)):
+    if not finished(rec, arms, seeds):
         return [f"### {name}", "", "(unfinished: not every arm and seed has its final training)", ""]
     uniform_macs = finals["uniform/0"]["macs"]
     lines = [f"### {name}", "", "| arm | MACs (mean) | MACs / uniform | test acc % (mean ± std) | per seed |",
              "|---|---:|---:|---:|---|"]
-    for arm in ARMS:
+    for arm in arms:
         accs = [finals[f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
         macs = sum(finals[f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds
         m, sd = mean_std(accs)
@@ -42,7 +46,7 @@ def family_section(name: str, rec: dict, seeds: int) -> list[str]:
                      f"{', '.join(_pct(a) for a in accs)} |")
     lines += ["", "| paired difference (seed by seed) | mean (points) | 95% CI | per seed | wins |",
               "|---|---:|---|---|---:|"]
-    for a, b in COMPARISONS:
+    for a, b in comparisons(arms):
         xs = [finals[f"{a}/{i}"]["test_acc"] for i in range(seeds)]
         ys = [finals[f"{b}/{i}"]["test_acc"] for i in range(seeds)]
         gain, ci = paired_difference(xs, ys)
@@ -71,9 +75,8 @@ def plots(data: dict, folder: Path) -> list[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    seeds = data["settings"]["seeds"]
-    fams = [(n, r) for n, r in data["families"].items()
-            if all(f"{arm}/{i}" in r["finals"] for arm in ARMS for i in range(seeds))]
+    seeds, arms = data["settings"]["seeds"], data["settings"].get("arms", ARMS)
+    fams = [(n, r) for n, r in data["families"].items() if finished(r, arms, seeds)]
     if not fams:
         return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,7 @@ def plots(data: dict, folder: Path) -> list[str]:
     fig = Figure(figsize=(4.5 * len(fams), 4))
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams), j + 1)
-        for arm, marker in zip(ARMS, "osD^v"):
+        for arm, marker in zip(arms, "osD^v"):
             accs = [100 * rec["finals"][f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
             macs = sum(rec["finals"][f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds / 1e6
             m, sd = mean_std(accs)
@@ -133,13 +136,14 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"- command: `{data['command']}`",
              f"- data: {s['dataset']}, training subset {s['train_subset'] or 'all'}, held-out fraction "
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
-             f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds 0..{s['seeds'] - 1}",
+             f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds 0..{s['seeds'] - 1}; "
+             f"arms {', '.join(LABELS[a] for a in s.get('arms', ARMS))}",
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs, FUR repeats {s['repeats']}, the method's other "
              f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)",
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
              f"batch 128, channel-dropout regulariser 0.05)", ""]
     for name, rec in data["families"].items():
-        lines += family_section(name, rec, s["seeds"])
+        lines += family_section(name, rec, s.get("arms", ARMS), s["seeds"])
     paper = paper_ratios()
     lines += ["The paper's ResNet-18 0.8x on ImageNet (Figure 4), searched / original width per stage: "
               + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(paper)) + ".", ""]
