@@ -71,7 +71,8 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     return lines
 
 
-def plots(data: dict, folder: Path) -> list[str]:
+def plots(data: dict, folder: Path, stem: str) -> list[str]:
+    """Two figures named after the results file (``results_evidence_gpu.json`` gives ``evidence_gpu_*.png``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -80,7 +81,6 @@ def plots(data: dict, folder: Path) -> list[str]:
     if not fams:
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    mode = data["settings"]["mode"]
     fig = Figure(figsize=(4.5 * len(fams), 4))
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams), j + 1)
@@ -95,7 +95,7 @@ def plots(data: dict, folder: Path) -> list[str]:
         ax.grid(alpha=0.3)
         if j == 0:
             ax.legend(fontsize=7)
-    names = [f"evidence_{mode}_accuracy_vs_macs.png"]
+    names = [f"{stem}_accuracy_vs_macs.png"]
     FigureCanvasAgg(fig)
     fig.savefig(folder / names[0], dpi=110, bbox_inches="tight")
 
@@ -121,7 +121,7 @@ def plots(data: dict, folder: Path) -> list[str]:
     ax.set_xticklabels([f"l{s + 1}.b{k // 2}.c{k % 2 + 1}" for s, after in enumerate(PAPER_AFTER)
                         for k in range(len(after))], rotation=90, fontsize=6)
     ax.set_title("paper, ResNet-18 0.8x, ImageNet (Fig. 4)")
-    names.append(f"evidence_{mode}_widths.png")
+    names.append(f"{stem}_widths.png")
     FigureCanvasAgg(fig)
     fig.savefig(folder / names[1], dpi=110, bbox_inches="tight")
     return names
@@ -148,6 +148,6 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
     lines += ["The paper's ResNet-18 0.8x on ImageNet (Figure 4), searched / original width per stage: "
               + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(paper)) + ".", ""]
     if plot_folder is not None:
-        for name in plots(data, plot_folder):
+        for name in plots(data, plot_folder, path.stem.removeprefix("results_")):
             lines += [f"![{name}](plots/{name})", ""]
     return "\n".join(lines)

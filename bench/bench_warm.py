@@ -7,6 +7,7 @@ searched widths' final test accuracy.
 
     python bench/bench_warm.py                 # ResNet-20 x0.5, Fashion-MNIST subset, 3 seeds (CPU: ~20 min)
     python bench/bench_warm.py --quick         # digits, a minute
+    python bench/bench_warm.py --gpu --out bench/RESULTS_warm_gpu.md   # all 60k images, on a GPU
 Writes bench/RESULTS_warm.md (or --out) and the JSON beside it.
 """
 
@@ -28,12 +29,14 @@ from netadjust.stats import mean_std, paired_difference
 
 SETTINGS = dict(arch="resnet20", width_mult=0.5, dataset="fashion-mnist", train_subset=4000, heldout_fraction=0.02,
                 rounds=4, epochs=4, repeats=2, final_epochs=8)
+GPU = dict(SETTINGS, train_subset=None, heldout_fraction=0.1)  # all of Fashion-MNIST
 QUICK = dict(arch="resnet20", width_mult=0.25, dataset="digits", train_subset=512, rounds=3, epochs=4, repeats=2,
              final_epochs=4)
 
 
-def run(settings: dict, seeds: int, data_dir: str | None) -> dict:
-    out: dict = {"settings": settings, "seeds": {}}
+def run(settings: dict, seeds: int, data_dir: str | None, json_path: Path) -> dict:
+    """Both searches per seed; the JSON is rewritten after every seed, so a run cut short keeps its seeds."""
+    out: dict = {"settings": settings, "device": device_name(), "seeds": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
             row = {}
@@ -51,15 +54,22 @@ def run(settings: dict, seeds: int, data_dir: str | None) -> dict:
                 print(f"seed {seed} {mode}: search {s.search_seconds:.0f} s = {row[mode]['ratio']:.2f}x a final "
                       f"training; searched {100 * s.searched_test_acc:.2f}%", flush=True)
             out["seeds"][str(seed)] = row
+            json_path.write_text(json.dumps(out, indent=1))
     return out
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.platform()}, {torch.get_num_threads()} torch threads"
 
 
 def markdown(d: dict, command: str) -> str:
     seeds = list(d["seeds"].values())
     s = d["settings"]
     lines = ["# Warm-start search against cold search", "",
-             f"- date: {dt.date.today().isoformat()}; machine: {platform.platform()}, {torch.get_num_threads()} torch "
-             f"threads, torch {torch.__version__}", f"- command: `{command}`",
+             f"- date: {dt.date.today().isoformat()}; machine: {d.get('device') or device_name()}, torch "
+             f"{torch.__version__}", f"- command: `{command}`",
              f"- {s['arch']} x{s['width_mult']} on {s['dataset']} (training subset {s.get('train_subset') or 'all'}), "
              f"{s['rounds']} rounds x {s['epochs']} epochs (warm rounds: the default quarter of that), FUR repeats "
              f"{s['repeats']}, final trainings {s['final_epochs']} epochs", "",
@@ -84,12 +94,13 @@ def markdown(d: dict, command: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--gpu", action="store_true", help="all of Fashion-MNIST (for a GPU)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "RESULTS_warm.md"))
     args = p.parse_args()
-    d = run(QUICK if args.quick else SETTINGS, args.seeds, args.data_dir)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(d, indent=1))
+    d = run(QUICK if args.quick else GPU if args.gpu else SETTINGS, args.seeds, args.data_dir,
+            Path(args.out).with_suffix(".json"))
     text = markdown(d, " ".join(["python", *sys.argv]))
     Path(args.out).write_text(text)
     print(text)

@@ -15,6 +15,7 @@ ORDER = [
     ("accuracy", "Accuracy at equal FLOPs (uniform, adjusted, pruned; 0.64x)"),
     ("accuracy_long", "Accuracy at equal FLOPs on a longer schedule (uniform vs adjusted)"),
     ("warm", "Warm-start search against cold search"),
+    ("warm_gpu", "Warm-start search against cold search on a GPU"),
     ("latency", "Latency: the lookup table, and MACs against latency budgets"),
     ("tracers", "Channel groups of any model: netadjust's tracer and Torch-Pruning's"),
     ("search_cost", "Search cost"),
