@@ -207,7 +207,7 @@ def run_family(family: str, s: dict[str, Any], runs: str, log_path: str) -> dict
         cfg = SearchConfig(arch=family, width_mult=s["width_mult"], dataset="fashion-mnist",
                            heldout_fraction=s["heldout_fraction"], train_subset=s["train_subset"],
                            rounds=s["rounds"], repeats=s["repeats"], budget=budget, final_epochs=s["final_epochs"],
-                           seed=0, out=str(run_dir),
+                           seed=0, out=str(run_dir), warm_start=False,
                            train=TrainConfig(epochs=s["search_epochs"], device="cpu"))
         res = search(cfg, overwrite=True, progress=False)
         finals = {p.stem: json.loads(p.read_text()) for p in (run_dir / "final").glob("*.json")}

@@ -130,7 +130,7 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace) -
                 "arch": family, "width_mult": s["width_mult"], "dataset": s["dataset"], "data_dir": args.data_dir,
                 "train_subset": s["train_subset"], "heldout_fraction": s["heldout_fraction"], "rounds": s["rounds"],
                 "epochs": s["epochs"], "repeats": s["repeats"], "budget": budget, "guide": guide, "seed": seed,
-                "final_epochs": 0, "device": args.device, "out": str(out)})
+                "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False)})
     for resume in (False, True):  # fresh searches, then ones an earlier run left unfinished
         batch = {k: cfg for k, cfg in todo.items() if Path(cfg.out).exists() == resume}
         if not batch:
@@ -187,6 +187,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=None, help="override the mode's number of seeds (5)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
                    help="a subset of the arms (default all; uniform and adjusted are always run)")
+    p.add_argument("--warm-start", action="store_true", help="warm-started searches (default: every round from scratch)")
     p.add_argument("--plateau", nargs="*", type=int, default=None, metavar="EPOCHS",
                    help="final-training lengths of the uniform seed-0 curve, for every family run "
                         "(default: the mode's, for ResNet-20 only; none to skip)")
@@ -210,6 +211,8 @@ def main() -> None:
         s["families"] = tuple(args.families)
     if args.seeds:
         s["seeds"] = args.seeds
+    if args.warm_start:  # recorded only when used, so that earlier results files still continue
+        s["warm_start"] = True
     s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]

@@ -138,7 +138,9 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
              f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds 0..{s['seeds'] - 1}; "
              f"arms {', '.join(LABELS[a] for a in s.get('arms', ARMS))}",
-             f"- searches: {s['rounds']} rounds x {s['epochs']} epochs, FUR repeats {s['repeats']}, the method's other "
+             f"- searches: {s['rounds']} rounds x {s['epochs']} epochs "
+             f"({'warm-started' if s.get('warm_start') else 'every round from scratch'}), FUR repeats {s['repeats']}, "
+             "the method's other "
              f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)",
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
              f"batch 128, channel-dropout regulariser 0.05)", ""]

@@ -156,6 +156,7 @@ def whole_search(args: argparse.Namespace, device: torch.device, rounds: int, ep
         cfg = SearchConfig.from_dict({**ARCH, "dataset": "fashion-mnist", "data_dir": args.data_dir,
                                       "train_subset": args.train_subset, "rounds": rounds, "epochs": epochs,
                                       "final_epochs": final_epochs, "final_seeds": seeds, "batch_size": args.batch_size,
+                                      "warm_start": False,
                                       "device": str(device), "out": str(Path(tmp) / "run")})
         start = time.perf_counter()
         result = search(cfg, progress=False)

@@ -62,7 +62,8 @@ def table_accuracy(name: str, settings: dict, batch: int, samples: int, rng: ran
 
 def searches(budget: float, quick: bool, work: Path) -> dict:
     base = dict(arch="resnet20", width_mult=0.5, dataset="fashion-mnist", train_subset=1000 if quick else 4000,
-                rounds=2 if quick else 4, epochs=1 if quick else 2, k=3, repeats=2, final_epochs=0, budget=budget)
+                rounds=2 if quick else 4, epochs=1 if quick else 2, k=3, repeats=2, final_epochs=0, budget=budget,
+                warm_start=False)
     out = {}
     for metric in ("macs", "latency"):
         cfg = SearchConfig.from_dict({**base, "budget_metric": metric, "out": str(work / metric)})

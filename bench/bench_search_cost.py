@@ -67,7 +67,7 @@ def run_own_search(quick: bool, out_root: Path) -> Path:
     run_dir = out_root / "resnet20_cost"
     cfg = SearchConfig(arch="resnet20", width_mult=0.25 if quick else 0.5, dataset="fashion-mnist",
                        heldout_fraction=0.01 if quick else 0.02, train_subset=1000 if quick else 4000,
-                       rounds=2 if quick else 4, repeats=1 if quick else 2, final_epochs=2 if quick else 5,
+                       rounds=2 if quick else 4, repeats=1 if quick else 2, final_epochs=2 if quick else 5, warm_start=False,
                        out=str(run_dir), train=TrainConfig(epochs=1 if quick else 2, device="cpu"))
     search(cfg, overwrite=True, progress=False)
     return out_root

@@ -34,15 +34,20 @@ QUICK = dict(arch="resnet20", width_mult=0.25, dataset="digits", train_subset=51
              final_epochs=4)
 
 
-def run(settings: dict, seeds: int, data_dir: str | None, json_path: Path) -> dict:
-    """Both searches per seed; the JSON is rewritten after every seed, so a run cut short keeps its seeds."""
-    out: dict = {"settings": settings, "device": device_name(), "seeds": {}}
+# The searches compared: cold (every round from scratch), and warm starts whose new channels start
+# with zero outgoing weights or as split copies of kept channels (--warm-widen).
+MODES = {"cold": {"warm_start": False}, "warm": {"warm_start": True}, "warm-split": {"warm_start": True, "warm_widen": "split"}}
+
+
+def run(settings: dict, modes: list[str], seeds: int, data_dir: str | None, json_path: Path) -> dict:
+    """Every mode's search per seed; the JSON is rewritten after every seed, so a run cut short keeps its seeds."""
+    out: dict = {"settings": settings, "device": device_name(), "modes": modes, "seeds": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
             row = {}
-            for mode in ("cold", "warm"):
-                cfg = SearchConfig.from_dict({**settings, "data_dir": data_dir, "seed": seed,
-                                              "warm_start": mode == "warm", "out": f"{tmp}/{mode}{seed}"})
+            for mode in modes:
+                cfg = SearchConfig.from_dict({**settings, **MODES[mode], "data_dir": data_dir, "seed": seed,
+                                              "out": f"{tmp}/{mode}{seed}"})
                 result = search(cfg, progress=False)
                 final = json.loads((result.run_dir / "final" / f"original_seed{seed}.json").read_text())
                 s = result.summary
@@ -66,29 +71,31 @@ def device_name() -> str:
 
 def markdown(d: dict, command: str) -> str:
     seeds = list(d["seeds"].values())
-    s = d["settings"]
+    s, modes = d["settings"], d.get("modes", ["cold", "warm"])
     lines = ["# Warm-start search against cold search", "",
              f"- date: {dt.date.today().isoformat()}; machine: {d.get('device') or device_name()}, torch "
              f"{torch.__version__}", f"- command: `{command}`",
              f"- {s['arch']} x{s['width_mult']} on {s['dataset']} (training subset {s.get('train_subset') or 'all'}), "
              f"{s['rounds']} rounds x {s['epochs']} epochs (warm rounds: the default quarter of that), FUR repeats "
              f"{s['repeats']}, final trainings {s['final_epochs']} epochs", "",
-             "| seed | cold: search / final | warm: search / final | cold searched % | warm searched % | original % |",
-             "|---:|---:|---:|---:|---:|---:|"]
+             "| seed | " + " | ".join(f"{m}: search / final" for m in modes) + " | "
+             + " | ".join(f"{m} searched %" for m in modes) + " | original % |",
+             "|---:|" + "---:|" * (2 * len(modes) + 1)]
     for i, row in enumerate(seeds):
-        lines.append(f"| {i} | {row['cold']['ratio']:.2f}x | {row['warm']['ratio']:.2f}x | "
-                     f"{100 * row['cold']['searched_test_acc']:.2f} | {100 * row['warm']['searched_test_acc']:.2f} | "
-                     f"{100 * row['cold']['original_test_acc']:.2f} |")
-    ratios = {m: mean_std([r[m]["ratio"] for r in seeds]) for m in ("cold", "warm")}
-    accs = {m: mean_std([r[m]["searched_test_acc"] for r in seeds]) for m in ("cold", "warm")}
-    gain, ci = paired_difference([r["warm"]["searched_test_acc"] for r in seeds],
-                                 [r["cold"]["searched_test_acc"] for r in seeds])
-    lines += ["", f"Search / one final training: cold {ratios['cold'][0]:.2f}x ± {ratios['cold'][1]:.2f}, "
-              f"warm {ratios['warm'][0]:.2f}x ± {ratios['warm'][1]:.2f}.",
-              f"Searched widths' final test accuracy: cold {100 * accs['cold'][0]:.2f} ± {100 * accs['cold'][1]:.2f}, "
-              f"warm {100 * accs['warm'][0]:.2f} ± {100 * accs['warm'][1]:.2f}; warm - cold {100 * gain:+.2f} points"
-              + (f", 95% CI [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "") + " (paired by seed).", ""]
-    return "\n".join(lines)
+        lines.append(f"| {i} | " + " | ".join(f"{row[m]['ratio']:.2f}x" for m in modes) + " | "
+                     + " | ".join(f"{100 * row[m]['searched_test_acc']:.2f}" for m in modes)
+                     + f" | {100 * row[modes[0]]['original_test_acc']:.2f} |")
+    ratios = {m: mean_std([r[m]["ratio"] for r in seeds]) for m in modes}
+    accs = {m: mean_std([r[m]["searched_test_acc"] for r in seeds]) for m in modes}
+    lines += ["", "Search / one final training: " + ", ".join(
+        f"{m} {ratios[m][0]:.2f}x ± {ratios[m][1]:.2f}" for m in modes) + ".",
+        "Searched widths' final test accuracy: " + ", ".join(
+        f"{m} {100 * accs[m][0]:.2f} ± {100 * accs[m][1]:.2f}" for m in modes) + ".", ""]
+    for a, b in [(a, b) for i, b in enumerate(modes) for a in modes[i + 1:]]:
+        gain, ci = paired_difference([r[a]["searched_test_acc"] for r in seeds], [r[b]["searched_test_acc"] for r in seeds])
+        lines.append(f"- {a} - {b}: {100 * gain:+.2f} points" + (f", 95% CI [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
+                                                                 if ci else "") + " (paired by seed)")
+    return "\n".join(lines + [""])
 
 
 def main() -> None:
@@ -96,10 +103,11 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--gpu", action="store_true", help="all of Fashion-MNIST (for a GPU)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="the searches compared")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "RESULTS_warm.md"))
     args = p.parse_args()
-    d = run(QUICK if args.quick else GPU if args.gpu else SETTINGS, args.seeds, args.data_dir,
+    d = run(QUICK if args.quick else GPU if args.gpu else SETTINGS, args.modes, args.seeds, args.data_dir,
             Path(args.out).with_suffix(".json"))
     text = markdown(d, " ".join(["python", *sys.argv]))
     Path(args.out).write_text(text)

@@ -112,8 +112,9 @@ def test_residual_local_conv2_is_prefix_and_projection_follows_conv2():
 
 # -- 1. widening keeps the outputs -----------------------------------------------------------
 
+@pytest.mark.parametrize("widen", ["zero", "split"])
 @pytest.mark.parametrize("name", ARCHS)
-def test_widening_keeps_eval_outputs(name):
+def test_widening_keeps_eval_outputs(name, widen):
     rng = seeded(name, "widen")
     arch = small_arch(name)
     for trial in range(2):
@@ -121,8 +122,25 @@ def test_widening_keeps_eval_outputs(name):
         new = {k: v + (rng.randint(1, 6) if rng.random() < 0.6 else 0) for k, v in old.items()}
         assert any(new[k] == old[k] for k in old) and any(new[k] > old[k] for k in old)
         model = trained(arch, old, seed=trial)
-        state = resize(arch, model.state_dict(), old, new, generator=torch.Generator().manual_seed(trial))
+        state = resize(arch, model.state_dict(), old, new, generator=torch.Generator().manual_seed(trial), widen=widen)
         assert_same_outputs(outputs(model, arch), outputs(load(arch, new, state), arch))
+        if widen == "split":  # it did copy channels: not the zero-start state
+            zero = resize(arch, model.state_dict(), old, new, generator=torch.Generator().manual_seed(trial))
+            assert any(not torch.equal(state[k], zero[k]) for k in state)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "pyramidnet20"])
+def test_split_leaves_residual_add_channels_zero_start(name):
+    # Channels that add into a residual stream by position cannot be copies: widening only those
+    # keys gives exactly the zero-start state (and draws nothing from the generator).
+    arch = small_arch(name)
+    old = random_widths(arch, seeded(name, "inert"), 2, 8)
+    free = set(free_keys(arch, old))
+    new = {k: v + (0 if k in free else 3) for k, v in old.items()}
+    state = trained(arch, old).state_dict()
+    split = resize(arch, state, old, new, generator=torch.Generator().manual_seed(1), widen="split")
+    zero = resize(arch, state, old, new, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(split[k], zero[k]) for k in zero)
 
 
 def test_residual_local_widening_is_exact_where_no_truncated_channel_comes_back():
@@ -203,6 +221,46 @@ def test_narrowing_keeps_exactly_the_chosen_channels(name):
         assert_every_tensor_is_the_old_one_indexed(arch, before, after, old, new, {key: keep})
 
 
+@pytest.mark.parametrize("name", ARCHS)
+def test_split_channels_copy_a_kept_channel_and_share_its_readers(name):
+    rng = seeded(name, "split-explicit")
+    arch = small_arch(name)
+    old = random_widths(arch, rng, 4, 12)
+    before = trained(arch, old).state_dict()
+    for key, writer, bn, reader, dims, offset in explicit_cases(name):
+        n, extra = old[key], rng.randint(2, 5)
+        new = {**old, key: n + extra}
+        after = resize(arch, before, old, new, generator=torch.Generator().manual_seed(3), widen="split")
+        w_old, w_new = before[f"{writer}.weight"], after[f"{writer}.weight"]
+        cut = tuple(slice(0, m) for m in w_old.shape[1:])  # MnasNet's squeeze may grow with the expansion
+        assert torch.equal(w_new[:n][(slice(None), *cut)], w_old)
+        # Every new channel's incoming weights (and BN entries) are those of one old channel.
+        sources = []
+        for row in w_new[n:]:
+            same = [i for i in range(n) if torch.equal(row[cut], w_old[i])]
+            assert len(same) >= 1
+            sources.append(same[0])
+        if bn is not None:
+            for t in ("weight", "bias", "running_mean", "running_var"):
+                assert torch.equal(after[f"{bn}.{t}"], before[f"{bn}.{t}"][torch.tensor(list(range(n)) + sources)])
+        if dims != (1,):
+            continue  # a DenseNet transition reads and writes the key: its output rows are copies as well
+        # Readers: a channel and its copies split its old column into same-signed parts that add up to it.
+        at = offset(arch, old) if offset else 0
+        r_old = before[reader].narrow(1, at, n)
+        r_new = after[reader].narrow(1, at, n + extra)[tuple(slice(0, m) for m in r_old.shape[:1])]
+        for i in range(n):
+            group = [i] + [n + j for j, s in enumerate(sources) if s == i]
+            parts = r_new[:, group]
+            if len(group) == 1:
+                assert torch.equal(parts[:, 0], r_old[:, i])
+                continue
+            torch.testing.assert_close(parts.sum(1), r_old[:, i], rtol=1e-12, atol=1e-12)
+            assert (parts * r_old[:, i : i + 1] >= 0).all()
+            assert (parts.abs() <= r_old[:, i : i + 1].abs()).all()
+            assert not torch.equal(parts[:, 0], parts[:, 1])  # the split breaks the copies' symmetry
+
+
 def assert_equal_cut(got, want):
     assert torch.equal(got, want[tuple(slice(0, n) for n in got.shape)])
 
@@ -274,6 +332,13 @@ def test_resize_keeps_dtype_and_is_reproducible_with_a_generator():
 
 
 # -- 5. errors -------------------------------------------------------------------------------
+
+def test_unknown_widening_is_named():
+    arch = small_arch("resnet20")
+    w = arch.default_widths()
+    with pytest.raises(ConfigError, match="widen must be one of zero, split, got 'copy'"):
+        resize(arch, arch.build(w).state_dict(), w, w, widen="copy")
+
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "pyramidnet20"])
 def test_non_prefix_keep_on_a_non_free_key_is_refused(name):

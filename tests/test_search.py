@@ -128,6 +128,7 @@ def test_checkpoints_rebuild_their_round(finished):
     ({"device": "mps"}, ConfigError, "--device mps: Apple's MPS is not available here"),
     ({"seed": 99999999999999999999}, ConfigError, "--seed must be an integer in \\[0, "),
     ({"width_mult": float("inf")}, ConfigError, "--width-mult must be a finite number, got inf"),
+    ({"warm_widen": "copy"}, ConfigError, "--warm-widen must be one of zero, split, got 'copy'"),
 ])
 def test_bad_settings_fail_before_training(tmp_path, changes, error, message):
     with pytest.raises(error, match=message):
@@ -234,7 +235,8 @@ def test_searches_run_together_give_what_they_give_alone(tmp_path):
 
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
-    cfg = SearchConfig.from_dict({**TINY, "rounds": 3, "epochs": 4, "final_epochs": 0, "warm_start": True,
+    # Warm start is the default for netadjust's families.
+    cfg = SearchConfig.from_dict({**TINY, "rounds": 3, "epochs": 4, "final_epochs": 0,
                                   "out": str(tmp_path_factory.mktemp("warm") / "run")})
     return cfg, search(cfg, progress=False)
 
@@ -268,6 +270,19 @@ def test_warm_rounds_start_from_the_previous_network_resized(warm):
         assert torch.equal(new_b.conv1.weight[:, :cin], old_b.conv1.weight[keep[key], :cin])
         assert torch.equal(new_b.bn1.running_mean, old_b.bn1.running_mean[keep[key]])
         assert torch.equal(new_b.conv2.weight[:cout], old_b.conv2.weight[:cout, keep[key]])
+
+
+def test_no_warm_start_trains_every_round_from_scratch(tmp_path):
+    result = search(tiny(tmp_path, rounds=3, epochs=4, final_epochs=0, warm_start=False), progress=False)
+    assert [r.warm for r in result.records] == [False, False, False]
+    assert [len(r.history) for r in result.records] == [4, 4, 4]
+
+
+def test_paper_preset_trains_every_round_from_scratch():
+    from netadjust.config import PRESETS
+
+    assert SearchConfig.from_dict(PRESETS["paper"]).warm_start is False
+    assert SearchConfig().warm_start is None  # the default: warm where the architecture can be resized
 
 
 def test_warm_search_resumed_after_a_round_gives_the_same_rounds(warm, tmp_path):

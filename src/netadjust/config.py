@@ -23,7 +23,7 @@ from typing import Any
 from .adjust import AdjustRule
 from .errors import ConfigError, closest
 from .io import read_document
-from .models import all_options
+from .models import WIDEN, all_options
 from .schema import check_value, convert, field_types
 
 MAX_SEED = 2**32 - 1
@@ -112,10 +112,14 @@ class SearchConfig:
     fur_control_variate: bool = setting(True, "fast FUR mode: subtract the zero-mean first-order loss change")
     fur_batch_size: int = setting(256, "held-out batch size for FUR")
     guide: str = setting("fur", "what ranks the layers to widen and narrow: fur, or random (a control)")
-    warm_start: bool = setting(False, "rounds after the first start from the previous round's trained network, "
-                                      "resized to the new widths, and train --warm-epochs")
+    warm_start: bool | None = setting(None, "rounds after the first start from the previous round's trained "
+                                             "network, resized to the new widths, and train --warm-epochs (default: "
+                                             "on for netadjust's families; off, every round from scratch as in the "
+                                             "paper, for models given as torchvision:, timm: or module:factory)")
     warm_epochs: int | None = setting(None, "epochs of a warm-started round, with their own cosine schedule "
                                             "(default: a quarter of --epochs, at least 1)")
+    warm_widen: str = setting("zero", "how a warm-started round's new channels start: zero (zero outgoing weights) "
+                                      "or split (copies of kept channels sharing their outgoing weights, Net2Net)")
     # budget
     budget: float = setting(1.0, "target MACs as a fraction of the original network's")
     tolerance: float = setting(0.01, "allowed relative MACs error of the restore")
@@ -174,6 +178,8 @@ class SearchConfig:
             out.append(f"--latency-batch must be a positive integer, got {self.latency_batch!r}")
         if self.fur_mode not in FUR_MODES:
             out.append(f"--fur-mode must be one of {', '.join(FUR_MODES)}, got {self.fur_mode!r}")
+        if self.warm_widen not in WIDEN:
+            out.append(f"--warm-widen must be one of {', '.join(WIDEN)}, got {self.warm_widen!r}")
         if self.warm_epochs is not None and self.warm_epochs < 1:
             out.append(f"--warm-epochs must be a positive integer, got {self.warm_epochs!r}")
         if not 0 <= self.distill_alpha <= 1:
@@ -239,8 +245,9 @@ SEARCH_FIELDS = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.name
 PRESETS: dict[str, dict[str, Any]] = {
     # A complete small search on the embedded digits data: a few minutes on 2 CPU cores.
     "demo": {"dataset": "digits", "rounds": 5, "epochs": 10, "final_epochs": 20, "out": "runs/demo"},
-    # The official code's CIFAR protocol (docs/method.md#official-defaults): the defaults plus 200 final epochs.
-    "paper": {"final_epochs": 200},
+    # The official code's CIFAR protocol (docs/method.md#official-defaults): the defaults with every round
+    # trained from scratch, plus 200 final epochs.
+    "paper": {"final_epochs": 200, "warm_start": False},
 }
 
 

@@ -64,6 +64,17 @@ def broadcast_object(obj, src: int = 0):
     return holder[0]
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank rank ``src``'s buffers (BatchNorm running statistics), in place.
+
+    DDP sends rank 0's buffers before each forward pass, so after the last one every rank holds
+    statistics of its own shard; rank 0 is the one whose state is saved (and resumed from).
+    """
+    if dist.is_available() and dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src)
+
+
 def all_gather_objects(obj) -> list:
     """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
     if not (dist.is_available() and dist.is_initialized()):

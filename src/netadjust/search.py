@@ -87,7 +87,8 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     arch, data, env = session.arch, session.data, session.env
     rule = cfg.rule()
     rule.check(len(arch.keys()))
-    if cfg.warm_start and not arch.resizable:
+    warm_rounds = arch.resizable if cfg.warm_start is None else cfg.warm_start
+    if warm_rounds and not arch.resizable:
         raise ConfigError(f"--warm-start is not available for {arch.name}: netadjust carries trained weights to other "
                           f"widths only for its own families (see `netadjust models`); drop --warm-start")
     teaching = Teaching.of(cfg, session)  # a teacher file is read now, not after the search
@@ -104,13 +105,14 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     log.info("search: %s on %s, %d searchable layers, target %s, %d rounds%s", arch.name, data.name,
              len(widths), cost.show(target), cfg.rounds, f" (resuming after round {len(records)})" if records else "")
     started, first = time.perf_counter(), len(records)
-    previous = _round_state(run, first - 1) if cfg.warm_start and first > 0 else None
+    previous = _round_state(run, first - 1) if warm_rounds and first > 0 else None
     for t in range(first, cfg.rounds):
         round_start = time.perf_counter()
         warm = previous is not None
         schedule = dataclasses.replace(cfg.train, epochs=cfg.warm_epochs_or_default()) if warm else cfg.train
         torch.manual_seed(cfg.seed)
-        model = arch.build(widths) if not warm else warm_start(arch, previous, widths, seed=cfg.seed + t)
+        model = (warm_start(arch, previous, widths, seed=cfg.seed + t, widen=cfg.warm_widen) if warm
+                 else arch.build(widths))
         training = Training(model, data, schedule, seed=cfg.seed, device=session.device, env=env, progress=progress,
                             desc=f"{cfg.out} round {t + 1}/{cfg.rounds}{' (warm)' if warm else ''}",
                             **run.trainer_state(run.current, write=env.is_main, round=t, widths=widths,
@@ -131,7 +133,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
                  "model": trained.model.state_dict(), "channel_importance": fur.channel_importance}
         if env.is_main:
             run.save_checkpoint(t, state)
-        previous = state if cfg.warm_start else None
+        previous = state if warm_rounds else None
         adjusted, moves = adjust_widths(widths, original, fur.fur, rule, t)
         next_widths = fit_budget(arch, adjusted, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
                                  min_width=min(cfg.min_width, *adjusted.values()), cost=cost)
@@ -217,13 +219,14 @@ def _round_state(run: RunDir, t: int) -> dict[str, Any]:
     return torch.load(run.checkpoint(t), map_location="cpu", weights_only=True)
 
 
-def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int) -> torch.nn.Module:
+def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int, widen: str = "zero") -> torch.nn.Module:
     """The previous round's trained network resized to ``widths`` (docs/method.md#warm-start).
 
     Narrowed keys whose channels can be chosen keep their most important channels: FUR's
     per-channel first-order loss change where the round measured it (fast mode with the control
     variate), else BN scale times filter norm. Widened keys get new channels that leave the
-    network's function unchanged (models/resize.py). New weights are drawn from ``seed``.
+    network's function unchanged (models/resize.py; ``widen``: zero-start or split channels).
+    New weights are drawn from ``seed``.
     """
     old = previous["widths"]
     old_model = arch.build(old)
@@ -232,7 +235,7 @@ def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int) -> 
     fallback = channel_importance(old_model, arch, old)  # the keys whose channels can be chosen
     importance = {k: torch.tensor(scores[k]) if scores else fallback[k] for k in fallback}
     state = resize(arch, old_model.state_dict(), old, widths, keep=top_channels(importance, widths),
-                   generator=torch.Generator().manual_seed(seed % 2**63))
+                   generator=torch.Generator().manual_seed(seed % 2**63), widen=widen)
     model = arch.build(widths)
     model.load_state_dict(state)
     return model

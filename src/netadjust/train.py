@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import DataSource
-from .dist import DistEnv, all_reduce_sum
+from .dist import DistEnv, all_reduce_sum, broadcast_buffers
 from .errors import DataError
 from .models import Arch, Probes, SegmentedNet
 from .steps import Distillation, EagerStep, StaticStep, autocast
@@ -238,6 +238,7 @@ class Training:
     def _finish(self) -> None:
         cfg, model, data = self.cfg, self.model, self.data
         self.probes.set_regulariser(0.0, 0, 1)
+        broadcast_buffers(model)  # every rank evaluates (and goes on with) the network rank 0 saves
         model.eval()
         metrics = {split: evaluate(model, data, split, batch_size=max(cfg.batch_size, 256), device=self.device,
                                    env=self.env, amp=cfg.amp)

@@ -14,7 +14,7 @@ from .blocks import SegmentedNet
 from .channels import Segment, Space
 from .probes import ChannelDrop, Probes
 from .registry import Option, all_options, family_options, get_arch, list_archs, options_of, register
-from .resize import channel_importance, resize, top_channels
+from .resize import WIDEN, channel_importance, resize, top_channels
 
 __all__ = ["Arch", "ChannelDrop", "Layer", "Option", "Probes", "Segment", "SegmentedNet", "Space", "all_options",
            "channel_importance", "family_options", "get_arch", "list_archs", "options_of", "register", "resize",

@@ -42,6 +42,15 @@ CIFAR ResNet ``--residual local``: there a block's shortcut is truncated to conv
 so widening conv2 of a block whose incoming stream is wider than its old conv2 lets through
 stream channels that used to be cut off; no initialisation can cancel them.
 
+**Splitting** (``widen="split"``, Net2Net's function-preserving widening): a free segment's new
+channels are instead copies of kept channels drawn at random: each copies its source's incoming
+weights, bias and BatchNorm entries (so it computes the same activation), and every reader's
+column of the source is split, element by element, into random positive parts (each drawn in
+[0.5, 1.5) and normalised to sum to one) shared by the source and its copies. The output is
+unchanged, and the unequal parts give the copies different gradients, so they drift apart in
+training. Segments that are not free (residual adds by position, derived widths) have no
+reader to share with and keep the zero start.
+
 Exactness has a price in training. A new inert channel inside the old stream width gets a
 gradient at once (it adds onto a live stream channel). One that also opens a new stream
 channel (beyond the width of the stream entering its block) is exactly zero there; in CIFAR and
@@ -76,27 +85,38 @@ if TYPE_CHECKING:
 INIT_SCALE = 0.1  # new channels' incoming weights: the families' He init times this
 
 
+WIDEN = ("zero", "split")  # how new channels start (see the module docstring)
+
+
 class Pick(NamedTuple):
-    """What one segment becomes: old channel indices in their new order, then ``fresh`` new ones."""
+    """What one segment becomes: old channel indices in their new order, then ``fresh`` new ones;
+    ``sources``: the old channel each new one copies (``widen="split"``), else empty."""
 
     kept: list[int]
     fresh: int
+    sources: list[int]
 
 
 def resize(arch: Arch, state_dict: Mapping[str, torch.Tensor], old_widths: Mapping[str, int],
            new_widths: Mapping[str, int], keep: Mapping[str, Sequence[int] | torch.Tensor] | None = None,
-           generator: torch.Generator | None = None, *, init_scale: float = INIT_SCALE) -> dict[str, torch.Tensor]:
+           generator: torch.Generator | None = None, *, init_scale: float = INIT_SCALE,
+           widen: str = "zero") -> dict[str, torch.Tensor]:
     """The state dict for ``arch.build(new_widths)`` made from ``state_dict`` (of
     ``arch.build(old_widths)``).
 
     ``keep[key]``: the old channel indices a free key keeps, in the order they take (as many as
-    ``min(old, new)`` width); default: the first ones. New channels are drawn from ``generator``
-    (default: torch's global one). Tensors come back on their device, in their dtype.
+    ``min(old, new)`` width); default: the first ones. ``widen``: how new channels of a free
+    segment start, ``"zero"`` (zero outgoing weights) or ``"split"`` (copies of kept channels
+    that share their outgoing weights); other segments always start at zero. Random draws come
+    from ``generator`` (default: torch's global one). Tensors come back on their device, in
+    their dtype.
     """
+    if widen not in WIDEN:
+        raise ConfigError(f"widen must be one of {', '.join(WIDEN)}, got {widen!r}")
     old, new = arch.validate(old_widths), arch.validate(new_widths)
     before, after = arch_entries(arch, old), arch_entries(arch, new)
     _check_state(arch, state_dict, before)
-    picks = _picks(arch, segments(before), segments(after), keep or {})
+    picks = _picks(arch, segments(before), segments(after), keep or {}, widen == "split", generator)
     return {name: _resize(state_dict[name], before[name], entry, picks, generator, init_scale)
             for name, entry in after.items()}
 
@@ -114,7 +134,8 @@ def _check_state(arch: Arch, state_dict: Mapping[str, torch.Tensor], entries: Ma
 
 
 def _picks(arch: Arch, old: Mapping[str, Segment], new: Mapping[str, Segment],
-           keep: Mapping[str, Sequence[int] | torch.Tensor]) -> dict[str, Pick]:
+           keep: Mapping[str, Sequence[int] | torch.Tensor], split: bool,
+           generator: torch.Generator | None) -> dict[str, Pick]:
     assert list(old) == list(new), "a family's segments must not depend on its widths"
     problems = [f"keep: unknown key {k!r}{closest(str(k), arch.keys())}" for k in keep if k not in arch.keys()]
     picks = {}
@@ -127,7 +148,13 @@ def _picks(arch: Arch, old: Mapping[str, Segment], new: Mapping[str, Segment],
                 problems.append(problem)
             else:
                 kept = chosen
-        picks[name] = Pick(kept, seg.size - n)
+        fresh = seg.size - n
+        sources = []
+        if split and seg.free and fresh and kept:  # each new channel copies a kept one drawn at random
+            draw = torch.randint(len(kept), (fresh,), generator=generator,
+                                 device=generator.device if generator is not None else "cpu")
+            sources = [kept[i] for i in draw.tolist()]
+        picks[name] = Pick(kept, fresh, sources)
     if problems:
         raise ConfigError("; ".join(problems))
     return picks
@@ -157,16 +184,19 @@ def _indices(key: str, chosen: Sequence[int] | torch.Tensor, n_old: int, seg: Se
 
 def _resize(tensor: torch.Tensor, old: Entry, new: Entry, picks: Mapping[str, Pick],
             generator: torch.Generator | None, init_scale: float) -> torch.Tensor:
-    out, fresh = tensor.detach(), {}
+    out, fresh, copies = tensor.detach(), {}, {}
     for dim, (old_space, new_space) in enumerate(zip(old.spaces, new.spaces)):
         if new_space is None:
             continue
         start = offsets(old_space)
-        src = [i for seg in new_space for i in
-               [start[seg.name] + j for j in picks[seg.name].kept] + [-1] * picks[seg.name].fresh]
+        src = [i for seg in new_space for i in _sources(picks[seg.name], start[seg.name])]
         src = torch.tensor(src, dtype=torch.long, device=out.device)
         out = out.index_select(dim, src.clamp(min=0))
         fresh[dim] = src < 0
+        if dim and any(picks[seg.name].sources for seg in new_space):
+            copies[dim] = src
+    for dim, src in copies.items():
+        out = _share(out, dim, src, generator)
     if not any(mask.any() for mask in fresh.values()):
         return out if fresh else out.clone()
     rows = fresh.get(0, torch.zeros(out.shape[0], dtype=torch.bool, device=out.device))
@@ -177,7 +207,7 @@ def _resize(tensor: torch.Tensor, old: Entry, new: Entry, picks: Mapping[str, Pi
                 out.masked_fill_(mask.view([-1 if d == dim else 1 for d in range(out.dim())]), 0)
         if rows.any():
             std = init_scale * math.sqrt(2 / (out.shape[0] * math.prod(out.shape[2:])))  # He, fan-out
-            out[rows] = _randn((int(rows.sum()), *out.shape[1:]), out, generator) * std
+            out[rows] = _random((int(rows.sum()), *out.shape[1:]), out, generator) * std
     elif new.kind == "bn_weight":
         inert = torch.tensor([seg.inert for seg in new.spaces[0] for _ in range(seg.size)], device=out.device)
         out[rows] = (~inert[rows]).to(out.dtype)
@@ -186,10 +216,33 @@ def _resize(tensor: torch.Tensor, old: Entry, new: Entry, picks: Mapping[str, Pi
     return out
 
 
-def _randn(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _sources(pick: Pick, start: int) -> list[int]:
+    """Per channel of a segment in the new network, the old index it is read from (``-1``: a new
+    channel that starts from zero outgoing weights)."""
+    return [start + j for j in pick.kept + pick.sources] + [-1] * (pick.fresh - len(pick.sources))
+
+
+def _share(weight: torch.Tensor, dim: int, src: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Split each input column read by several new columns (a kept channel and its copies) into
+    random positive parts that add up to it, element by element: the reader's output is
+    unchanged, and the copies get different gradients (the split breaks their symmetry)."""
+    read, src = src >= 0, src.clamp(min=0)  # -1: a zero-start column, shared with nothing
+    shared = read & (torch.bincount(src[read], minlength=int(src.max()) + 1)[src] > 1)
+    shared = shared.view([-1 if d == dim else 1 for d in range(weight.dim())])
+    parts = _random(weight.shape, weight, generator, normal=False) + 0.5  # in [0.5, 1.5)
+    size = list(weight.shape)
+    size[dim] = int(src.max()) + 1  # one total per old column
+    totals = parts.new_zeros(size).index_add(dim, src, parts * shared)
+    return torch.where(shared, weight * parts / totals.index_select(dim, src), weight)
+
+
+def _random(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None, *,
+            normal: bool = True) -> torch.Tensor:
+    """Standard normal (or uniform in [0, 1)) numbers from ``generator``, as ``like``'s dtype and device."""
     device = generator.device if generator is not None else torch.device("cpu")
     dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
-    return torch.randn(shape, generator=generator, dtype=dtype, device=device).to(like)
+    draw = torch.randn if normal else torch.rand
+    return draw(shape, generator=generator, dtype=dtype, device=device).to(like)
 
 
 def channel_importance(model: torch.nn.Module, arch: Arch, widths: Mapping[str, int]) -> dict[str, torch.Tensor]:
