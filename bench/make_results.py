@@ -16,6 +16,7 @@ ORDER = [
     ("accuracy_long", "Accuracy at equal FLOPs on a longer schedule (uniform vs adjusted)"),
     ("warm", "Warm-start search against cold search"),
     ("warm_gpu", "Warm-start search against cold search on a GPU"),
+    ("warm_split", "Warm start: split channels against zero-start channels"),
     ("latency", "Latency: the lookup table, and MACs against latency budgets"),
     ("tracers", "Channel groups of any model: netadjust's tracer and Torch-Pruning's"),
     ("search_cost", "Search cost"),

@@ -118,8 +118,9 @@ class SearchConfig:
                                              "paper, for models given as torchvision:, timm: or module:factory)")
     warm_epochs: int | None = setting(None, "epochs of a warm-started round, with their own cosine schedule "
                                             "(default: a quarter of --epochs, at least 1)")
-    warm_widen: str = setting("zero", "how a warm-started round's new channels start: zero (zero outgoing weights) "
-                                      "or split (copies of kept channels sharing their outgoing weights, Net2Net)")
+    warm_widen: str = setting("split", "how a warm-started round's new channels start: split (copies of kept "
+                                       "channels sharing their outgoing weights, Net2Net) or zero (zero outgoing "
+                                       "weights)")
     # budget
     budget: float = setting(1.0, "target MACs as a fraction of the original network's")
     tolerance: float = setting(0.01, "allowed relative MACs error of the restore")

@@ -219,7 +219,7 @@ def _round_state(run: RunDir, t: int) -> dict[str, Any]:
     return torch.load(run.checkpoint(t), map_location="cpu", weights_only=True)
 
 
-def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int, widen: str = "zero") -> torch.nn.Module:
+def warm_start(arch, previous: dict[str, Any], widths: Widths, *, seed: int, widen: str = "split") -> torch.nn.Module:
     """The previous round's trained network resized to ``widths`` (docs/method.md#warm-start).
 
     Narrowed keys whose channels can be chosen keep their most important channels: FUR's
