@@ -84,7 +84,8 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     fig = Figure(figsize=(4.5 * len(fams), 4))
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams), j + 1)
-        for arm, marker in zip(arms, "osD^v"):
+        for arm in arms:
+            marker = "osD^v"[ARMS.index(arm)]
             accs = [100 * rec["finals"][f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
             macs = sum(rec["finals"][f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds / 1e6
             m, sd = mean_std(accs)

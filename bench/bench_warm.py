@@ -35,8 +35,10 @@ QUICK = dict(arch="resnet20", width_mult=0.25, dataset="digits", train_subset=51
 
 
 # The searches compared: cold (every round from scratch), and warm starts whose new channels start
-# with zero outgoing weights or as split copies of kept channels (--warm-widen).
-MODES = {"cold": {"warm_start": False}, "warm": {"warm_start": True}, "warm-split": {"warm_start": True, "warm_widen": "split"}}
+# with zero outgoing weights ("warm", the name the results files of the zero-start default keep)
+# or as split copies of kept channels ("warm-split", the default since).
+MODES = {"cold": {"warm_start": False}, "warm": {"warm_start": True, "warm_widen": "zero"},
+         "warm-split": {"warm_start": True, "warm_widen": "split"}}
 
 
 def run(settings: dict, modes: list[str], seeds: int, data_dir: str | None, json_path: Path) -> dict:

@@ -83,9 +83,7 @@ if TYPE_CHECKING:
     from .base import Arch
 
 INIT_SCALE = 0.1  # new channels' incoming weights: the families' He init times this
-
-
-WIDEN = ("zero", "split")  # how new channels start (see the module docstring)
+WIDEN = ("zero", "split")  # how new channels of a free segment start (see the module docstring)
 
 
 class Pick(NamedTuple):
