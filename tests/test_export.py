@@ -1,6 +1,7 @@
 """`netadjust export`: ONNX, TorchScript and state-dict files of trained networks, checked."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -86,7 +87,9 @@ def test_export_of_a_search_run_in_every_format(tiny_run_once, tmp_path, capsys)
 
     assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
     files = {"netadjust.json": ""}
-    scripted = torch.jit.load(str(tmp_path / "m.pt"), _extra_files=files)
+    with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export, and says so
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(tmp_path / "m.pt"), _extra_files=files)
     assert torch.allclose(scripted(x), expected, rtol=1e-5, atol=1e-6)
     assert json.loads(files["netadjust.json"])["macs"] == meta["macs"]
 
