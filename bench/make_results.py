@@ -18,6 +18,7 @@ ORDER = [
     ("warm_gpu", "Warm-start search against cold search on a GPU"),
     ("warm_split", "Warm start: split channels against zero-start channels"),
     ("latency", "Latency: the lookup table, and MACs against latency budgets"),
+    ("distill", "Distillation in the final training"),
     ("tracers", "Channel groups of any model: netadjust's tracer and Torch-Pruning's"),
     ("search_cost", "Search cost"),
     ("search_cost_long", "Search cost on the longer schedule"),
