@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
+from machine import device_name
 from netadjust.budget import fit_budget
 from netadjust.config import SearchConfig, TrainConfig
 from netadjust.data import load_dataset
@@ -67,8 +67,7 @@ def run(s: dict, seeds: int, data_dir: str | None, alpha: float, temperature: fl
 def markdown(d: dict, command: str) -> str:
     s, rows = d["settings"], list(d["seeds"].values())
     lines = ["# Distillation in the final training", "",
-             f"- date: {dt.date.today().isoformat()}; machine: {platform.platform()}, {torch.get_num_threads()} torch "
-             f"threads, torch {torch.__version__}", f"- command: `{command}`",
+             f"- date: {dt.date.today().isoformat()}; machine: {device_name()}, torch {torch.__version__}", f"- command: `{command}`",
              f"- {s['arch']} x{s['width_mult']} on {s['dataset']} (training subset {s['train_subset']}), "
              f"{s['epochs']}-epoch trainings; teacher: the original widths ({rows[0]['teacher_macs']:,} MACs); "
              f"student: uniform widths at {s['budget']}x MACs ({rows[0]['student_macs']:,}); distillation alpha "

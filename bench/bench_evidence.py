@@ -38,13 +38,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from machine import device_name
 from netadjust.budget import fit_budget
 from netadjust.config import SearchConfig, TrainConfig
 from netadjust.data import load_dataset
@@ -105,12 +105,6 @@ class Results:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         os.replace(tmp, self.path)
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU: {platform.platform()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def data_for(s: dict, seed: int, data_dir: str | None):

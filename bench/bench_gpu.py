@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from machine import device_name
 from netadjust.config import SearchConfig, TrainConfig
 from netadjust.data import load_dataset
 from netadjust.models import get_arch
@@ -41,12 +41,6 @@ from netadjust.search import search
 from netadjust.train import Training, train_concurrently
 
 ARCH = dict(arch="resnet20", width_mult=0.5)
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 class Results:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from machine import device_name
 from netadjust.config import SearchConfig
 from netadjust.search import search
 from netadjust.stats import mean_std, paired_difference
@@ -63,12 +63,6 @@ def run(settings: dict, modes: list[str], seeds: int, data_dir: str | None, json
             out["seeds"][str(seed)] = row
             json_path.write_text(json.dumps(out, indent=1))
     return out
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{platform.platform()}, {torch.get_num_threads()} torch threads"
 
 
 def markdown(d: dict, command: str) -> str:
