@@ -93,17 +93,17 @@ def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, toleranc
     for _ in range(max_steps):
         mid = (lo + hi) / 2
         candidate = scale_widths(widths, mid, multiple_of=steps, min_width=min_width)
-        macs = measure(candidate)
-        if within(macs, target, tolerance):
+        value = measure(candidate)
+        if within(value, target, tolerance):
             return candidate
-        lo, hi = (mid, hi) if macs < target else (lo, mid)
+        lo, hi = (mid, hi) if value < target else (lo, mid)
     # No single factor lands within tolerance: one rounding step changes MACs too much (equal
     # widths in a stage, a coarse --multiple-of, or a "max" residual stream whose width one conv
     # sets). Leave uniform scaling by one layer at a time: from the rounding below the target,
     # round layers up; from the one above, round layers down, nearest to their rounding first.
     below = scale_widths(widths, lo, multiple_of=steps, min_width=min_width)
     above = scale_widths(widths, hi, multiple_of=steps, min_width=min_width)
-    best = below
+    best, best_value = below, measure(below)
     up = sorted(widths, key=lambda k: above[k] - widths[k] * hi)
     down = sorted(widths, key=lambda k: widths[k] * hi - above[k])
     for start, order, sign in ((below, up, 1), (above, down, -1)):
@@ -112,13 +112,13 @@ def fit_budget(arch: Arch, widths: Mapping[str, int], target: float, *, toleranc
             previous = candidate[key]
             step = sign * steps[key]
             candidate[key] = max(lowest(steps[key], min_width), previous + step)
-            macs = measure(candidate)
-            if within(macs, target, tolerance):
+            value = measure(candidate)
+            if within(value, target, tolerance):
                 return candidate
-            if abs(macs - target) < abs(measure(best) - target):
-                best = dict(candidate)
-            if (macs - target) * step > 0:  # overshot: undo and try the next layer
+            if abs(value - target) < abs(best_value - target):
+                best, best_value = dict(candidate), value
+            if (value - target) * step > 0:  # overshot: undo and try the next layer
                 candidate[key] = previous
-    got = measure(best)
     raise ConfigError(f"cannot rescale {arch.name} to {show(target)} within {tolerance:.1%}: the closest is "
-                      f"{show(got)} ({(got - target) / target:+.1%}); raise --tolerance or lower --multiple-of")
+                      f"{show(best_value)} ({(best_value - target) / target:+.1%}); raise --tolerance or lower "
+                      f"--multiple-of")
