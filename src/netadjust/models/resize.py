@@ -149,8 +149,7 @@ def _picks(arch: Arch, old: Mapping[str, Segment], new: Mapping[str, Segment],
         fresh = seg.size - n
         sources = []
         if split and seg.free and fresh and kept:  # each new channel copies a kept one drawn at random
-            draw = torch.randint(len(kept), (fresh,), generator=generator,
-                                 device=generator.device if generator is not None else "cpu")
+            draw = torch.randint(len(kept), (fresh,), generator=generator, device=_device(generator))
             sources = [kept[i] for i in draw.tolist()]
         picks[name] = Pick(kept, fresh, sources)
     if problems:
@@ -225,11 +224,11 @@ def _share(weight: torch.Tensor, dim: int, src: torch.Tensor, generator: torch.G
     random positive parts that add up to it, element by element: the reader's output is
     unchanged, and the copies get different gradients (the split breaks their symmetry)."""
     read, src = src >= 0, src.clamp(min=0)  # -1: a zero-start column, shared with nothing
-    shared = read & (torch.bincount(src[read], minlength=int(src.max()) + 1)[src] > 1)
-    shared = shared.view([-1 if d == dim else 1 for d in range(weight.dim())])
-    parts = _random(weight.shape, weight, generator, normal=False) + 0.5  # in [0.5, 1.5)
     size = list(weight.shape)
     size[dim] = int(src.max()) + 1  # one total per old column
+    shared = read & (torch.bincount(src[read], minlength=size[dim])[src] > 1)
+    shared = shared.view([-1 if d == dim else 1 for d in range(weight.dim())])
+    parts = _random(weight.shape, weight, generator, normal=False) + 0.5  # in [0.5, 1.5)
     totals = parts.new_zeros(size).index_add(dim, src, parts * shared)
     return torch.where(shared, weight * parts / totals.index_select(dim, src), weight)
 
@@ -237,10 +236,14 @@ def _share(weight: torch.Tensor, dim: int, src: torch.Tensor, generator: torch.G
 def _random(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None, *,
             normal: bool = True) -> torch.Tensor:
     """Standard normal (or uniform in [0, 1)) numbers from ``generator``, as ``like``'s dtype and device."""
-    device = generator.device if generator is not None else torch.device("cpu")
     dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
     draw = torch.randn if normal else torch.rand
-    return draw(shape, generator=generator, dtype=dtype, device=device).to(like)
+    return draw(shape, generator=generator, dtype=dtype, device=_device(generator)).to(like)
+
+
+def _device(generator: torch.Generator | None) -> torch.device:
+    """Where ``generator`` draws (torch's global generator: the CPU)."""
+    return generator.device if generator is not None else torch.device("cpu")
 
 
 def channel_importance(model: torch.nn.Module, arch: Arch, widths: Mapping[str, int]) -> dict[str, torch.Tensor]:
