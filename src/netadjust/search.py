@@ -274,7 +274,7 @@ def final_comparison(session: Session, run: RunDir, original: Widths, searched: 
                         continue
                     log.info("final %s seed %d: %s holds another configuration's result; retraining", name, seed,
                              path)
-                distill = teaching.teacher(seed, run, trained) if taught else None
+                distill = teaching.distillation(seed, run, trained) if taught else None
                 torch.manual_seed(seed)
                 pending.append(((name, seed, widths, taught), Training(
                     arch.build(widths), session.data, schedule, seed=seed, device=session.device, env=env,
@@ -338,7 +338,7 @@ class Teaching:
         teacher = f"original seed {seed}" if self.source == "original" else self.source
         return {"teacher": teacher, "alpha": self.alpha, "temperature": self.temperature}
 
-    def teacher(self, seed: int, run: RunDir, trained: dict[tuple[str, int], torch.nn.Module]) -> Distillation:
+    def distillation(self, seed: int, run: RunDir, trained: dict[tuple[str, int], torch.nn.Module]) -> Distillation:
         """The distillation of ``seed``: the file's network, or the original network trained in this
         comparison (or by an earlier, interrupted one: its saved weights)."""
         if self.model is not None:
