@@ -21,11 +21,15 @@ about 2), ``cpu`` (a reduced scale meant to fit about two hours on 2 cores), ``p
 (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
 at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST rates
 scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
-script). ``--families`` and ``--seeds`` cut a mode down. Everything measured goes into one JSON
-file (``--out``), rewritten after every family's searches and trainings; a rerun with the same
-``--out`` and ``--work`` continues where the last one stopped.
+script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` lengthens the finals,
+and ``--searches-from`` takes the searches of an earlier results file made with the same search
+settings, so that longer finals need no new searches. Everything measured goes into one JSON file
+(``--out``), rewritten after every family's searches and after every final training; a rerun with
+the same ``--out`` and ``--work`` continues where the last one stopped.
 
     python bench/bench_evidence.py --mode cpu --out bench/results_evidence_cpu.json
+    python bench/bench_evidence.py --mode cpu --families pyramidnet20 --arms random --final-epochs 40 \
+        --plateau 20 80 --searches-from bench/results_evidence_cpu.json --out bench/results_evidence_cpu_plateau.json
     python bench/bench_evidence.py --render bench/results_evidence_cpu.json --plots bench/plots
 
 ``--render`` prints the markdown of one results file; bench/RESULTS_evidence.md gathers those of
@@ -71,6 +75,9 @@ MODES = {
                   train_subset=512, heldout_fraction=0.1, rounds=2, epochs=1, repeats=2, final_epochs=2,
                   plateau=(1, 4), plateau_families=("resnet20",)),
 }
+# The settings a search's result depends on: searches made with the same ones may be reused (--searches-from).
+SEARCH_SETTINGS = ("dataset", "width_mult", "train_subset", "heldout_fraction", "rounds", "epochs", "repeats",
+                   "warm_start")
 # The paper's ResNet-18 0.8x on ImageNet before (51/102/204/409) and after its search (Figure 4;
 # conv1, conv2 of each block, per stage), as given in the paper.
 PAPER_BEFORE = (51, 102, 204, 409)
@@ -87,6 +94,7 @@ class Results:
 
     def __init__(self, path: Path, settings: dict) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             self.data = json.loads(path.read_text())
             if self.data["settings"] != settings:
@@ -146,8 +154,19 @@ def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) ->
     return record["searches"][f"{arm}/{seed}"]["widths"]
 
 
-def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace) -> None:
-    """Final trainings of every arm and seed, and the plateau runs, not yet recorded."""
+def reuse_searches(s: dict, source: Path, families) -> dict:
+    """The searches recorded in the results file ``source``, by family, if they were made with ``s``'s search settings."""
+    data = json.loads(source.read_text())
+    differ = [f"{k}: {data['settings'].get(k)} there, {s.get(k)} here" for k in SEARCH_SETTINGS
+              if data["settings"].get(k) != s.get(k)]
+    if differ:
+        sys.exit(f"--searches-from {source}: its searches were made with other settings ({'; '.join(differ)})")
+    return {f: data["families"].get(f, {}).get("searches", {}) for f in families}
+
+
+def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, save) -> None:
+    """Final trainings of every arm and seed, and the plateau runs, not yet recorded; each is
+    recorded and ``save``d as soon as it ends."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     jobs = []
     for seed in range(s["seeds"]):
@@ -165,13 +184,22 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace) -> 
             jobs.append((table, key, widths, arch, Training(
                 arch.build(widths), data, TrainConfig(epochs=epochs, device=str(device)), seed=seed, device=device,
                 train_split="full", eval_splits=("test",), progress=False, desc=f"{family} {table} {key}")))
+
+    def record_ended() -> None:
+        nonlocal jobs
+        ended = [job for job in jobs if job[-1].result is not None]
+        for table, key, widths, arch, training in ended:
+            r = training.result
+            record[table][key] = {"test_acc": r.metrics["test"].top1, "test_loss": r.metrics["test"].loss,
+                                  "macs": arch.macs(widths), "params": arch.params(widths), "widths": widths,
+                                  "seconds": r.seconds, "train_loss": [h["train_loss"] for h in r.history]}
+        if ended:
+            jobs = [job for job in jobs if job[-1].result is None]
+            save()
+
     for _ in run_together([job[-1] for job in jobs]):
-        pass
-    for table, key, widths, arch, training in jobs:
-        r = training.result
-        record[table][key] = {"test_acc": r.metrics["test"].top1, "test_loss": r.metrics["test"].loss,
-                              "macs": arch.macs(widths), "params": arch.params(widths), "widths": widths,
-                              "seconds": r.seconds, "train_loss": [h["train_loss"] for h in r.history]}
+        record_ended()
+    record_ended()  # the last training ends after the last step's yield
 
 
 def main() -> None:
@@ -185,6 +213,10 @@ def main() -> None:
     p.add_argument("--plateau", nargs="*", type=int, default=None, metavar="EPOCHS",
                    help="final-training lengths of the uniform seed-0 curve, for every family run "
                         "(default: the mode's, for ResNet-20 only; none to skip)")
+    p.add_argument("--final-epochs", type=int, default=None, help="override the mode's final-training length")
+    p.add_argument("--searches-from", metavar="JSON", default=None,
+                   help="reuse the searches recorded in an earlier results file made with the same search settings "
+                        "(to train their widths again, e.g. with longer finals)")
     p.add_argument("--dataset", default=None, help="override the mode's data set (e.g. cifar100 with --mode paper)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
@@ -207,6 +239,12 @@ def main() -> None:
         s["seeds"] = args.seeds
     if args.warm_start:  # recorded only when used, so that earlier results files still continue
         s["warm_start"] = True
+    if args.final_epochs:
+        s["final_epochs"] = args.final_epochs
+    reused = {}
+    if args.searches_from:
+        reused = reuse_searches(s, Path(args.searches_from), s["families"])
+        s["searches_from"] = Path(args.searches_from).name
     s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]
@@ -215,13 +253,15 @@ def main() -> None:
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
     for family in s["families"]:
         record = results.family(family)
+        for key, search in reused.get(family, {}).items():
+            record["searches"].setdefault(key, search)
         start = time.perf_counter()
         run_searches(s, family, record, args)
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         results.save()
         print(f"{family}: searches done ({time.perf_counter() - start:.0f} s)", flush=True)
         start = time.perf_counter()
-        run_finals(s, family, record, args)
+        run_finals(s, family, record, args, results.save)
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         results.save()
         print(f"{family}: final trainings done ({time.perf_counter() - start:.0f} s)", flush=True)

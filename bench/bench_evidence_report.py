@@ -142,7 +142,8 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs "
              f"({'warm-started' if s.get('warm_start') else 'every round from scratch'}), FUR repeats {s['repeats']}, "
              "the method's other "
-             f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)",
+             f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)"
+             + (f"; reused from `{s['searches_from']}` (search times are that run's)" if s.get("searches_from") else ""),
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
              f"batch 128, channel-dropout regulariser 0.05)", ""]
     for name, rec in data["families"].items():
