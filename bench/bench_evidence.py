@@ -168,7 +168,7 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, sav
     """Final trainings of every arm and seed, and the plateau runs, not yet recorded; each is
     recorded and ``save``d as soon as it ends."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    jobs = []
+    jobs = {}  # training -> (table, key, widths, arch)
     for seed in range(s["seeds"]):
         data = data_for(s, seed, args.data_dir)
         arch = get_arch(family, num_classes=data.num_classes, in_channels=data.in_channels,
@@ -181,25 +181,21 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, sav
                 continue
             widths = arm_widths(s, family, arch, record, arm, seed)
             torch.manual_seed(seed)
-            jobs.append((table, key, widths, arch, Training(
-                arch.build(widths), data, TrainConfig(epochs=epochs, device=str(device)), seed=seed, device=device,
-                train_split="full", eval_splits=("test",), progress=False, desc=f"{family} {table} {key}")))
+            training = Training(arch.build(widths), data, TrainConfig(epochs=epochs, device=str(device)), seed=seed,
+                                device=device, train_split="full", eval_splits=("test",), progress=False,
+                                desc=f"{family} {table} {key}")
+            jobs[training] = (table, key, widths, arch)
 
-    def record_ended() -> None:
-        nonlocal jobs
-        ended = [job for job in jobs if job[-1].result is not None]
-        for table, key, widths, arch, training in ended:
-            r = training.result
-            record[table][key] = {"test_acc": r.metrics["test"].top1, "test_loss": r.metrics["test"].loss,
-                                  "macs": arch.macs(widths), "params": arch.params(widths), "widths": widths,
-                                  "seconds": r.seconds, "train_loss": [h["train_loss"] for h in r.history]}
-        if ended:
-            jobs = [job for job in jobs if job[-1].result is None]
-            save()
+    def keep(training: Training) -> None:
+        table, key, widths, arch = jobs[training]
+        r = training.result
+        record[table][key] = {"test_acc": r.metrics["test"].top1, "test_loss": r.metrics["test"].loss,
+                              "macs": arch.macs(widths), "params": arch.params(widths), "widths": widths,
+                              "seconds": r.seconds, "train_loss": [h["train_loss"] for h in r.history]}
+        save()
 
-    for _ in run_together([job[-1] for job in jobs]):
-        record_ended()
-    record_ended()  # the last training ends after the last step's yield
+    for _ in run_together(list(jobs), on_end=keep):
+        pass
 
 
 def main() -> None:

@@ -146,3 +146,17 @@ def test_trainings_run_together_give_the_results_they_give_alone():
     for a, b in zip(alone, train_concurrently(together)):
         assert a.history == [dict(h, seconds=g["seconds"]) for h, g in zip(b.history, a.history)]
         assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+
+
+def test_run_together_reports_each_training_as_it_ends_with_its_result():
+    from netadjust.train import Training, run_together
+
+    data = synthetic(n_train=64)
+    arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
+    trainings = [Training(arch.build(), data, TrainConfig(epochs=e, batch_size=32), progress=False) for e in (1, 2)]
+    ended = []
+    steps = 0
+    for _ in run_together(trainings, on_end=lambda t: ended.append((t, t.result is not None, steps))):
+        steps += 1
+    assert [(t, has) for t, has, _ in ended] == [(trainings[0], True), (trainings[1], True)]
+    assert ended[0][2] < ended[1][2] == steps  # the first is reported before the second one's steps

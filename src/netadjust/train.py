@@ -268,8 +268,9 @@ def train_concurrently(trainings: list[Training]) -> list[TrainResult]:
     return [t.result for t in trainings]
 
 
-def run_together(trainings: list[Training]) -> Iterator[None]:
-    """Run ``trainings``, yielding after every step of any of them.
+def run_together(trainings: list[Training], on_end: Callable[[Training], None] | None = None) -> Iterator[None]:
+    """Run ``trainings``, yielding after every step of any of them; ``on_end(training)`` is called
+    as each one ends (its ``result`` set).
 
     On CUDA they run side by side, a step of each in turn, each on its own stream, so that the
     GPU overlaps their kernels (small networks leave most of it idle). Elsewhere they run one
@@ -282,8 +283,14 @@ def run_together(trainings: list[Training]) -> Iterator[None]:
             t.progress = False  # one bar per epoch would interleave; the epoch lines remain
     for t in trainings:
         if t.stream is None:
-            yield from t.run()
-    yield from interleave([t.run() for t in side_by_side])
+            yield from _ending(t, on_end)
+    yield from interleave([_ending(t, on_end) for t in side_by_side])
+
+
+def _ending(training: Training, on_end: Callable[[Training], None] | None) -> Iterator[None]:
+    yield from training.run()
+    if on_end is not None:
+        on_end(training)
 
 
 def interleave(runs: list[Iterator]) -> Iterator[None]:
