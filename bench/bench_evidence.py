@@ -193,6 +193,9 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, sav
                               "macs": arch.macs(widths), "params": arch.params(widths), "widths": widths,
                               "seconds": r.seconds, "train_loss": [h["train_loss"] for h in r.history]}
         save()
+        done = len(jobs) - sum(t.result is None for t in jobs)
+        print(f"  {family} {table} {key}: {100 * r.metrics['test'].top1:.2f}% in {r.seconds:.0f} s "
+              f"({done}/{len(jobs)})", flush=True)
 
     for _ in run_together(list(jobs), on_end=keep):
         pass
