@@ -21,9 +21,10 @@ about 2), ``cpu`` (a reduced scale meant to fit about two hours on 2 cores), ``p
 (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
 at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST rates
 scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
-script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` lengthens the finals,
-and ``--searches-from`` takes the searches of an earlier results file made with the same search
-settings, so that longer finals need no new searches. Everything measured goes into one JSON file
+script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length
+and ``--round-epochs`` that of every search round's training; ``--searches-from`` takes the
+searches of an earlier results file made with the same search settings, so that longer finals
+need no new searches. Everything measured goes into one JSON file
 (``--out``), rewritten after every family's searches and after every final training; a rerun with
 the same ``--out`` and ``--work`` continues where the last one stopped.
 
@@ -213,6 +214,8 @@ def main() -> None:
                    help="final-training lengths of the uniform seed-0 curve, for every family run "
                         "(default: the mode's, for ResNet-20 only; none to skip)")
     p.add_argument("--final-epochs", type=int, default=None, help="override the mode's final-training length")
+    p.add_argument("--round-epochs", type=int, default=None,
+                   help="override the mode's training epochs per search round (a search setting: new searches)")
     p.add_argument("--searches-from", metavar="JSON", default=None,
                    help="reuse the searches recorded in an earlier results file made with the same search settings "
                         "(to train their widths again, e.g. with longer finals)")
@@ -240,6 +243,8 @@ def main() -> None:
         s["warm_start"] = True
     if args.final_epochs:
         s["final_epochs"] = args.final_epochs
+    if args.round_epochs:
+        s["epochs"] = args.round_epochs
     reused = {}
     if args.searches_from:
         reused = reuse_searches(s, Path(args.searches_from), s["families"])
