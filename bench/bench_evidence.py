@@ -56,7 +56,7 @@ from netadjust.data import load_dataset
 from netadjust.models import get_arch
 from netadjust.search import search_many
 from netadjust.stats import paired_difference
-from netadjust.train import Training, run_together
+from netadjust.train import Training, train_concurrently
 
 ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64")
 SEARCHED = {"adjusted": ("fur", 1.0), "random": ("random", 1.0), "adjusted_0.64": ("fur", 0.64)}
@@ -194,12 +194,11 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, sav
                               "macs": arch.macs(widths), "params": arch.params(widths), "widths": widths,
                               "seconds": r.seconds, "train_loss": [h["train_loss"] for h in r.history]}
         save()
-        done = len(jobs) - sum(t.result is None for t in jobs)
+        done = sum(t.result is not None for t in jobs)
         print(f"  {family} {table} {key}: {100 * r.metrics['test'].top1:.2f}% in {r.seconds:.0f} s "
               f"({done}/{len(jobs)})", flush=True)
 
-    for _ in run_together(list(jobs), on_end=keep):
-        pass
+    train_concurrently(list(jobs), on_end=keep)
 
 
 def main() -> None:
@@ -233,18 +232,10 @@ def main() -> None:
         print(render(Path(args.render), Path(args.plots) if args.plots else None))
         return
     s = dict(MODES[args.mode], mode=args.mode)
-    if args.dataset:
-        s["dataset"] = args.dataset
-    if args.families:
-        s["families"] = tuple(args.families)
-    if args.seeds:
-        s["seeds"] = args.seeds
-    if args.warm_start:  # recorded only when used, so that earlier results files still continue
-        s["warm_start"] = True
-    if args.final_epochs:
-        s["final_epochs"] = args.final_epochs
-    if args.round_epochs:
-        s["epochs"] = args.round_epochs
+    overrides = {"dataset": args.dataset, "families": tuple(args.families or ()), "seeds": args.seeds,
+                 "warm_start": args.warm_start, "final_epochs": args.final_epochs, "epochs": args.round_epochs}
+    # Only what is given is recorded (warm_start too), so that earlier results files still continue.
+    s.update({k: v for k, v in overrides.items() if v})
     reused = {}
     if args.searches_from:
         reused = reuse_searches(s, Path(args.searches_from), s["families"])

@@ -261,9 +261,11 @@ def train_model(model: SegmentedNet, data: DataSource, cfg: TrainConfig, **kwarg
     return train_concurrently([Training(model, data, cfg, **kwargs)])[0]
 
 
-def train_concurrently(trainings: list[Training]) -> list[TrainResult]:
-    """Run ``trainings`` to the end and return their results, in order (see :func:`run_together`)."""
-    for _ in run_together(trainings):
+def train_concurrently(trainings: list[Training], on_end: Callable[[Training], None] | None = None
+                       ) -> list[TrainResult]:
+    """Run ``trainings`` to the end and return their results, in order (see :func:`run_together`,
+    which calls ``on_end``)."""
+    for _ in run_together(trainings, on_end):
         pass
     return [t.result for t in trainings]
 
