@@ -23,8 +23,11 @@ at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion
 scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
 script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length
 and ``--round-epochs`` that of every search round's training; ``--searches-from`` takes the
-searches of an earlier results file made with the same search settings, so that longer finals
-need no new searches. Everything measured goes into one JSON file
+searches of earlier results files made with the same search settings, so that longer finals
+need no new searches, and ``--finals-from`` the final trainings of earlier files made with the same
+final settings where their widths are the ones this run would train (the uniform and random arms'
+widths do not depend on the searches' training, so new searches need train only their own).
+Everything measured goes into one JSON file
 (``--out``), rewritten after every family's searches and after every final training; a rerun with
 the same ``--out`` and ``--work`` continues where the last one stopped.
 
@@ -79,6 +82,8 @@ MODES = {
 # The settings a search's result depends on: searches made with the same ones may be reused (--searches-from).
 SEARCH_SETTINGS = ("dataset", "width_mult", "train_subset", "heldout_fraction", "rounds", "epochs", "repeats",
                    "warm_start")
+# The settings a final training's result depends on, besides its seed and widths (--finals-from).
+FINAL_SETTINGS = ("dataset", "width_mult", "train_subset", "heldout_fraction", "final_epochs")
 # The paper's ResNet-18 0.8x on ImageNet before (51/102/204/409) and after its search (Figure 4;
 # conv1, conv2 of each block, per stage), as given in the paper.
 PAPER_BEFORE = (51, 102, 204, 409)
@@ -155,19 +160,49 @@ def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) ->
     return record["searches"][f"{arm}/{seed}"]["widths"]
 
 
-def reuse_searches(s: dict, source: Path, families) -> dict:
-    """The searches recorded in the results file ``source``, by family, if they were made with ``s``'s search settings."""
-    data = json.loads(source.read_text())
-    differ = [f"{k}: {data['settings'].get(k)} there, {s.get(k)} here" for k in SEARCH_SETTINGS
-              if data["settings"].get(k) != s.get(k)]
-    if differ:
-        sys.exit(f"--searches-from {source}: its searches were made with other settings ({'; '.join(differ)})")
-    return {f: data["families"].get(f, {}).get("searches", {}) for f in families}
+def load_matching(flag: str, sources: list[str], s: dict, settings: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """The results files ``sources`` (name, data), if each was made with ``s``'s values of ``settings``."""
+    loaded = []
+    for source in map(Path, sources):
+        data = json.loads(source.read_text())
+        differ = [f"{k}: {data['settings'].get(k)} there, {s.get(k)} here" for k in settings
+                  if data["settings"].get(k) != s.get(k)]
+        if differ:
+            sys.exit(f"{flag} {source}: made with other settings ({'; '.join(differ)})")
+        loaded.append((source.name, data))
+    return loaded
 
 
-def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, save) -> None:
+def reuse_searches(s: dict, sources: list[str]) -> dict:
+    """The searches recorded in the results files ``sources``, by family, if they were made with ``s``'s search settings."""
+    reused = {f: {} for f in s["families"]}
+    for _, data in load_matching("--searches-from", sources, s, SEARCH_SETTINGS):
+        for f in reused:
+            reused[f].update(data["families"].get(f, {}).get("searches", {}))
+    return reused
+
+
+def reuse_finals(s: dict, sources: list[str]) -> dict:
+    """The final and plateau trainings recorded in the results files ``sources``, by family and table, each
+    marked with the file it came from, if they were made with ``s``'s final settings on the same kind of device
+    and torch. ``run_finals`` takes one only where its widths are exactly those it would train."""
+    reused = {f: {"finals": {}, "plateau": {}} for f in s["families"]}
+    for name, data in load_matching("--finals-from", sources, s, FINAL_SETTINGS):
+        here = (device_name().split(":")[0], torch.__version__)
+        if (data["device"].split(":")[0], data["torch"]) != here:
+            sys.exit(f"--finals-from {name}: trained on {data['device']} with torch {data['torch']}, "
+                     f"not {here[0]} with torch {here[1]}")
+        for f, tables in reused.items():
+            for table, runs in tables.items():
+                for key, run in data["families"].get(f, {}).get(table, {}).items():
+                    runs[key] = {"reused_from": name, **run}
+    return reused
+
+
+def run_finals(s: dict, family: str, record: dict, earlier: dict, args: argparse.Namespace, save) -> None:
     """Final trainings of every arm and seed, and the plateau runs, not yet recorded; each is
-    recorded and ``save``d as soon as it ends."""
+    recorded and ``save``d as soon as it ends. One in ``earlier`` (by table and key) with the same
+    widths is recorded as it is instead of trained again."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     jobs = {}  # training -> (table, key, widths, arch)
     for seed in range(s["seeds"]):
@@ -181,6 +216,11 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, sav
             if key in record[table]:
                 continue
             widths = arm_widths(s, family, arch, record, arm, seed)
+            old = earlier[table].get(key)
+            if old is not None and old["widths"] == widths:
+                record[table][key] = old
+                print(f"  {family} {table} {key}: {100 * old['test_acc']:.2f}% from {old['reused_from']}", flush=True)
+                continue
             torch.manual_seed(seed)
             training = Training(arch.build(widths), data, TrainConfig(epochs=epochs, device=str(device)), seed=seed,
                                 device=device, train_split="full", eval_splits=("test",), progress=False,
@@ -198,6 +238,7 @@ def run_finals(s: dict, family: str, record: dict, args: argparse.Namespace, sav
         print(f"  {family} {table} {key}: {100 * r.metrics['test'].top1:.2f}% in {r.seconds:.0f} s "
               f"({done}/{len(jobs)})", flush=True)
 
+    save()
     train_concurrently(list(jobs), on_end=keep)
 
 
@@ -215,9 +256,13 @@ def main() -> None:
     p.add_argument("--final-epochs", type=int, default=None, help="override the mode's final-training length")
     p.add_argument("--round-epochs", type=int, default=None,
                    help="override the mode's training epochs per search round (a search setting: new searches)")
-    p.add_argument("--searches-from", metavar="JSON", default=None,
-                   help="reuse the searches recorded in an earlier results file made with the same search settings "
+    p.add_argument("--searches-from", metavar="JSON", nargs="+", default=None,
+                   help="reuse the searches recorded in earlier results files made with the same search settings "
                         "(to train their widths again, e.g. with longer finals)")
+    p.add_argument("--finals-from", metavar="JSON", nargs="+", default=None,
+                   help="reuse the final trainings recorded in earlier results files made with the same final "
+                        "settings on the same kind of device, where their widths are the ones this run would train "
+                        "(e.g. the uniform and random arms beside new searches)")
     p.add_argument("--dataset", default=None, help="override the mode's data set (e.g. cifar100 with --mode paper)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
@@ -236,10 +281,13 @@ def main() -> None:
                  "warm_start": args.warm_start, "final_epochs": args.final_epochs, "epochs": args.round_epochs}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
     s.update({k: v for k, v in overrides.items() if v})
-    reused = {}
+    reused, earlier = {}, {f: {"finals": {}, "plateau": {}} for f in s["families"]}
     if args.searches_from:
-        reused = reuse_searches(s, Path(args.searches_from), s["families"])
-        s["searches_from"] = Path(args.searches_from).name
+        reused = reuse_searches(s, args.searches_from)
+        s["searches_from"] = ", ".join(Path(f).name for f in args.searches_from)
+    if args.finals_from:
+        earlier = reuse_finals(s, args.finals_from)
+        s["finals_from"] = ", ".join(Path(f).name for f in args.finals_from)
     s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]
@@ -256,7 +304,7 @@ def main() -> None:
         results.save()
         print(f"{family}: searches done ({time.perf_counter() - start:.0f} s)", flush=True)
         start = time.perf_counter()
-        run_finals(s, family, record, args, results.save)
+        run_finals(s, family, record, earlier[family], args, results.save)
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         results.save()
         print(f"{family}: final trainings done ({time.perf_counter() - start:.0f} s)", flush=True)

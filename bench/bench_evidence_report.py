@@ -145,7 +145,9 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)"
              + (f"; reused from `{s['searches_from']}` (search times are that run's)" if s.get("searches_from") else ""),
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
-             f"batch 128, channel-dropout regulariser 0.05)", ""]
+             f"batch 128, channel-dropout regulariser 0.05)"
+             + (f"; those whose widths `{s['finals_from']}` had already trained were taken from there "
+                "(per seed: same widths, same settings)" if s.get("finals_from") else ""), ""]
     for name, rec in data["families"].items():
         lines += family_section(name, rec, s.get("arms", ARMS), s["seeds"])
     paper = paper_ratios()
