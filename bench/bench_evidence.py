@@ -183,9 +183,9 @@ def reuse_searches(s: dict, sources: list[str]) -> dict:
 
 
 def reuse_finals(s: dict, sources: list[str]) -> dict:
-    """The final and plateau trainings recorded in the results files ``sources``, by family and table, each
-    marked with the file it came from, if they were made with ``s``'s final settings on the same kind of device
-    and torch. ``run_finals`` takes one only where its widths are exactly those it would train."""
+    """The final and plateau trainings recorded in the results files ``sources``, as lists by family, table and
+    key, each marked with the file it came from, if they were made with ``s``'s final settings on the same kind of
+    device and torch. ``run_finals`` takes one only where its widths are exactly those it would train."""
     reused = {f: {"finals": {}, "plateau": {}} for f in s["families"]}
     for name, data in load_matching("--finals-from", sources, s, FINAL_SETTINGS):
         here = (device_name().split(":")[0], torch.__version__)
@@ -195,14 +195,14 @@ def reuse_finals(s: dict, sources: list[str]) -> dict:
         for f, tables in reused.items():
             for table, runs in tables.items():
                 for key, run in data["families"].get(f, {}).get(table, {}).items():
-                    runs[key] = {"reused_from": name, **run}
+                    runs.setdefault(key, []).append({"reused_from": name, **run})
     return reused
 
 
 def run_finals(s: dict, family: str, record: dict, earlier: dict, args: argparse.Namespace, save) -> None:
     """Final trainings of every arm and seed, and the plateau runs, not yet recorded; each is
-    recorded and ``save``d as soon as it ends. One in ``earlier`` (by table and key) with the same
-    widths is recorded as it is instead of trained again."""
+    recorded and ``save``d as soon as it ends. One in ``earlier`` (lists by table and key) with the
+    same widths is recorded as it is instead of trained again."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     jobs = {}  # training -> (table, key, widths, arch)
     for seed in range(s["seeds"]):
@@ -216,8 +216,8 @@ def run_finals(s: dict, family: str, record: dict, earlier: dict, args: argparse
             if key in record[table]:
                 continue
             widths = arm_widths(s, family, arch, record, arm, seed)
-            old = earlier[table].get(key)
-            if old is not None and old["widths"] == widths:
+            old = next((run for run in earlier[table].get(key, ()) if run["widths"] == widths), None)
+            if old is not None:
                 record[table][key] = old
                 print(f"  {family} {table} {key}: {100 * old['test_acc']:.2f}% from {old['reused_from']}", flush=True)
                 continue
