@@ -66,8 +66,10 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     lines += ["", "Searched / uniform width per stage (mean over seeds): "
               + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(mean)) + "."]
     secs = [v["seconds"] for v in rec["searches"].values()]
+    reused = sum("reused_from" in v for v in finals.values())
     lines += [f"Search time: {sum(secs) / len(secs):.0f} s per search on average; this family took "
-              f"{rec.get('seconds', 0) / 60:.1f} min in all.", ""]
+              f"{rec.get('seconds', 0) / 60:.1f} min in all"
+              + (f" ({reused} of its {len(finals)} final trainings taken from earlier runs)." if reused else "."), ""]
     return lines
 
 
