@@ -83,7 +83,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     if not fams:
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(4.5 * len(fams), 4))
+    fig = Figure(figsize=(4.5 * len(fams), 4), layout="constrained")
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams), j + 1)
         for arm in arms:
@@ -102,7 +102,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     FigureCanvasAgg(fig)
     fig.savefig(folder / names[0], dpi=110, bbox_inches="tight")
 
-    fig = Figure(figsize=(4.5 * (len(fams) + 1), 3.6))
+    fig = Figure(figsize=(4.5 * (len(fams) + 1), 3.6), layout="constrained")
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams) + 1, j + 1)
         uniform = rec["finals"]["uniform/0"]["widths"]
