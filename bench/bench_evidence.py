@@ -187,8 +187,8 @@ def reuse_finals(s: dict, sources: list[str]) -> dict:
     key, each marked with the file it came from, if they were made with ``s``'s final settings on the same kind of
     device and torch. ``run_finals`` takes one only where its widths are exactly those it would train."""
     reused = {f: {"finals": {}, "plateau": {}} for f in s["families"]}
+    here = (device_name().split(":")[0], torch.__version__)
     for name, data in load_matching("--finals-from", sources, s, FINAL_SETTINGS):
-        here = (device_name().split(":")[0], torch.__version__)
         if (data["device"].split(":")[0], data["torch"]) != here:
             sys.exit(f"--finals-from {name}: trained on {data['device']} with torch {data['torch']}, "
                      f"not {here[0]} with torch {here[1]}")
@@ -281,13 +281,10 @@ def main() -> None:
                  "warm_start": args.warm_start, "final_epochs": args.final_epochs, "epochs": args.round_epochs}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
     s.update({k: v for k, v in overrides.items() if v})
-    reused, earlier = {}, {f: {"finals": {}, "plateau": {}} for f in s["families"]}
-    if args.searches_from:
-        reused = reuse_searches(s, args.searches_from)
-        s["searches_from"] = ", ".join(Path(f).name for f in args.searches_from)
-    if args.finals_from:
-        earlier = reuse_finals(s, args.finals_from)
-        s["finals_from"] = ", ".join(Path(f).name for f in args.finals_from)
+    reused, earlier = reuse_searches(s, args.searches_from or []), reuse_finals(s, args.finals_from or [])
+    for key, files in (("searches_from", args.searches_from), ("finals_from", args.finals_from)):
+        if files:
+            s[key] = ", ".join(Path(f).name for f in files)
     s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]
@@ -296,7 +293,7 @@ def main() -> None:
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
     for family in s["families"]:
         record = results.family(family)
-        for key, search in reused.get(family, {}).items():
+        for key, search in reused[family].items():
             record["searches"].setdefault(key, search)
         start = time.perf_counter()
         run_searches(s, family, record, args)
