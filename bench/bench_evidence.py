@@ -126,8 +126,9 @@ def data_for(s: dict, seed: int, data_dir: str | None):
                         train_subset=s["train_subset"])
 
 
-def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace) -> None:
-    """The searches of every searched arm and seed not yet recorded, side by side on a GPU."""
+def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, save) -> None:
+    """The searches of every searched arm and seed not yet recorded, side by side on a GPU; each is
+    recorded and ``save``d as soon as it ends."""
     todo = {}
     for seed in range(s["seeds"]):
         for arm, (guide, budget) in SEARCHED.items():
@@ -143,11 +144,19 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace) -
         batch = {k: cfg for k, cfg in todo.items() if Path(cfg.out).exists() == resume}
         if not batch:
             continue
-        for key, result in zip(batch, search_many(list(batch.values()), resume=resume, progress=False)):
-            record["searches"][key] = {
+        keys = list(batch)
+
+        def keep(i: int, result) -> None:
+            record["searches"][keys[i]] = {
                 "widths": result.widths_final, "macs": result.summary.macs_final,
                 "macs_target": result.summary.macs_target, "seconds": result.summary.search_seconds,
                 "rounds": [{"moves": r.moves, "heldout_acc": r.heldout_acc} for r in result.records]}
+            save()
+            done = sum(k in record["searches"] for k in todo)
+            print(f"  {family} search {keys[i]}: held-out {100 * result.records[-1].heldout_acc:.2f}% in "
+                  f"{result.summary.search_seconds:.0f} s ({done}/{len(todo)})", flush=True)
+
+        search_many(list(batch.values()), on_end=keep, resume=resume, progress=False)
 
 
 def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) -> dict[str, int]:
@@ -296,7 +305,7 @@ def main() -> None:
         for key, search in reused[family].items():
             record["searches"].setdefault(key, search)
         start = time.perf_counter()
-        run_searches(s, family, record, args)
+        run_searches(s, family, record, args, results.save)
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         results.save()
         print(f"{family}: searches done ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -227,7 +227,9 @@ def test_searches_run_together_give_what_they_give_alone(tmp_path):
         return [{k: v for k, v in r.to_dict().items() if "seconds" not in k and k != "history"} for r in result.records]
 
     cfgs = [tiny(tmp_path / name, rounds=1, final_epochs=0, seed=seed) for name, seed in (("a", 0), ("b", 1))]
-    together = search_many(cfgs, progress=False)
+    ended = []
+    together = search_many(cfgs, on_end=lambda i, result: ended.append((i, result)), progress=False)
+    assert sorted(ended, key=lambda e: e[0]) == [(0, together[0]), (1, together[1])]  # once each, with its result
     alone = [search(cfg.replace(out=cfg.out + "-alone"), progress=False) for cfg in cfgs]
     assert [strip(r) for r in together] == [strip(r) for r in alone]
     assert strip(together[0]) != strip(together[1])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,12 @@ def search(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = False, 
     return search_many([cfg], resume=resume, overwrite=overwrite, allow_changes=allow_changes, progress=progress)[0]
 
 
-def search_many(cfgs: list[SearchConfig], **kwargs: Any) -> list[SearchResult]:
+def search_many(cfgs: list[SearchConfig], on_end: Callable[[int, SearchResult], None] | None = None,
+                **kwargs: Any) -> list[SearchResult]:
     """Several searches (each into its own ``out``): side by side on a GPU, a training step of
     each in turn on its own CUDA stream, so that small networks share the GPU; one after the
-    other on the CPU. Keyword arguments as :func:`search`."""
+    other on the CPU. ``on_end(i, result)`` is called as the search of ``cfgs[i]`` ends. Other
+    keyword arguments as :func:`search`."""
     results: list[SearchResult | None] = [None] * len(cfgs)
     side_by_side = len(cfgs) > 1 and pick_device(cfgs[0].train.device).type == "cuda"
     if side_by_side:
@@ -70,6 +72,8 @@ def search_many(cfgs: list[SearchConfig], **kwargs: Any) -> list[SearchResult]:
 
     def run(i: int, cfg: SearchConfig) -> Iterator[None]:
         results[i] = yield from search_steps(cfg, **kwargs)
+        if on_end is not None:
+            on_end(i, results[i])
 
     runs = [run(i, cfg) for i, cfg in enumerate(cfgs)]
     if side_by_side:
