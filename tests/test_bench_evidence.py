@@ -1,0 +1,77 @@
+"""bench/bench_evidence.py end to end at its smallest scale: the arms at equal MACs, the paired
+differences it prints, and the reuse of earlier searches and final trainings only where they match."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# One seed of ResNet-20 on digits (the quick mode), the 0.64x arms too, 1-epoch finals, no plateau runs.
+SMALL = ["--mode", "quick", "--families", "resnet20", "--seeds", "1", "--arms", "uniform_0.64", "adjusted_0.64",
+         "--final-epochs", "1", "--plateau"]
+
+pytestmark = pytest.mark.slow
+
+
+def evidence(tmp_path: Path, out: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), *SMALL, "--out",
+                           str(tmp_path / out), *args], capture_output=True, text=True, cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evidence")
+    proc = evidence(tmp, "a.json", "--work", str(tmp / "work"))
+    assert proc.returncode == 0, proc.stderr
+    return tmp, proc.stdout, json.loads((tmp / "a.json").read_text())
+
+
+def test_every_arm_is_searched_and_trained_at_its_macs(first):
+    _, stdout, data = first
+    record = data["families"]["resnet20"]
+    assert set(record["searches"]) == {"adjusted/0", "adjusted_0.64/0"}
+    assert set(record["finals"]) == {"uniform/0", "adjusted/0", "uniform_0.64/0", "adjusted_0.64/0"}
+    target = {"uniform": 1.0, "adjusted": 1.0, "uniform_0.64": 0.64, "adjusted_0.64": 0.64}  # of the uniform MACs
+    macs = {arm: record["finals"][f"{arm}/0"]["macs"] for arm in target}
+    assert all(abs(macs[arm] / (target[arm] * macs["uniform"]) - 1) <= 0.01 for arm in macs)  # the search tolerance
+    assert record["searches"]["adjusted_0.64/0"]["macs_target"] == pytest.approx(0.64 * macs["uniform"])
+    for key, search in record["searches"].items():  # each search reported as it ended
+        assert f"resnet20 search {key}: held-out {100 * search['rounds'][-1]['heldout_acc']:.2f}%" in stdout
+    acc = {arm: record["finals"][f"{arm}/0"]["test_acc"] for arm in macs}
+    assert f"adjusted - uniform: {100 * (acc['adjusted'] - acc['uniform']):+.2f} points" in stdout
+    assert f"adjusted_0.64 - uniform_0.64: {100 * (acc['adjusted_0.64'] - acc['uniform_0.64']):+.2f} points" in stdout
+
+
+def test_earlier_trainings_are_reused_only_where_their_widths_match(first):
+    tmp, _, data = first
+    finals = data["families"]["resnet20"]["finals"]
+    doctored = json.loads(json.dumps(data))
+    widths = doctored["families"]["resnet20"]["finals"]["uniform/0"]["widths"]
+    widths[next(iter(widths))] += 1  # a uniform training of other widths than this run's
+    (tmp / "doctored.json").write_text(json.dumps(doctored))
+
+    proc = evidence(tmp, "b.json", "--work", str(tmp / "work-b"), "--searches-from", str(tmp / "a.json"),
+                    "--finals-from", str(tmp / "doctored.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp / "work-b").exists()  # no search ran
+    again = json.loads((tmp / "b.json").read_text())["families"]["resnet20"]
+    assert again["searches"] == data["families"]["resnet20"]["searches"]
+    assert "reused_from" not in again["finals"]["uniform/0"]  # trained again
+    assert again["finals"]["uniform/0"]["widths"] == finals["uniform/0"]["widths"]
+    for key in ("adjusted/0", "uniform_0.64/0", "adjusted_0.64/0"):
+        assert again["finals"][key] == {"reused_from": "doctored.json", **finals[key]}
+        assert f"resnet20 finals {key}: {100 * finals[key]['test_acc']:.2f}% from doctored.json" in proc.stdout
+
+
+def test_earlier_files_made_with_other_settings_are_refused(first):
+    tmp, _, _ = first
+    proc = evidence(tmp, "c.json", "--work", str(tmp / "work-c"), "--final-epochs", "2", "--finals-from",
+                    str(tmp / "a.json"))
+    assert proc.returncode != 0
+    assert "--finals-from" in proc.stderr and "made with other settings (final_epochs: 1 there, 2 here)" in proc.stderr
+    proc = evidence(tmp, "d.json", "--work", str(tmp / "work-d"), "--round-epochs", "2", "--searches-from",
+                    str(tmp / "a.json"))
+    assert proc.returncode != 0 and "made with other settings (epochs: 1 there, 2 here)" in proc.stderr
