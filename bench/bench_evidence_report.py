@@ -145,7 +145,8 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"({'warm-started' if s.get('warm_start') else 'every round from scratch'}), FUR repeats {s['repeats']}, "
              "the method's other "
              f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)"
-             + (f"; reused from `{s['searches_from']}` (search times are that run's)" if s.get("searches_from") else ""),
+             + (f"; those `{s['searches_from']}` had recorded were taken from there, with their search times"
+                if s.get("searches_from") else ""),
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
              f"batch 128, channel-dropout regulariser 0.05)"
              + (f"; those whose widths `{s['finals_from']}` had already trained were taken from there "
