@@ -28,8 +28,8 @@ need no new searches, and ``--finals-from`` the final trainings of earlier files
 final settings where their widths are the ones this run would train (the uniform and random arms'
 widths do not depend on the searches' training, so new searches need train only their own).
 Everything measured goes into one JSON file
-(``--out``), rewritten after every family's searches and after every final training; a rerun with
-the same ``--out`` and ``--work`` continues where the last one stopped.
+(``--out``), rewritten after every search and every final training (each printed as it ends); a
+rerun with the same ``--out`` and ``--work`` continues where the last one stopped.
 
     python bench/bench_evidence.py --mode cpu --out bench/results_evidence_cpu.json
     python bench/bench_evidence.py --mode cpu --families pyramidnet20 --arms random --final-epochs 40 \
