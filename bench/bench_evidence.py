@@ -140,8 +140,9 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
                 "train_subset": s["train_subset"], "heldout_fraction": s["heldout_fraction"], "rounds": s["rounds"],
                 "epochs": s["epochs"], "repeats": s["repeats"], "budget": budget, "guide": guide, "seed": seed,
                 "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False)})
-    for resume in (False, True):  # fresh searches, then ones an earlier run left unfinished
-        batch = {k: cfg for k, cfg in todo.items() if Path(cfg.out).exists() == resume}
+    unfinished = {k for k, cfg in todo.items() if Path(cfg.out).exists()}  # left by an earlier run
+    for resume in (False, True):  # fresh searches, then the unfinished ones
+        batch = {k: cfg for k, cfg in todo.items() if (k in unfinished) == resume}
         if not batch:
             continue
         keys = list(batch)

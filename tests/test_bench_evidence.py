@@ -38,7 +38,8 @@ def test_every_arm_is_searched_and_trained_at_its_macs(first):
     macs = {arm: record["finals"][f"{arm}/0"]["macs"] for arm in target}
     assert all(abs(macs[arm] / (target[arm] * macs["uniform"]) - 1) <= 0.01 for arm in macs)  # the search tolerance
     assert record["searches"]["adjusted_0.64/0"]["macs_target"] == pytest.approx(0.64 * macs["uniform"])
-    for key, search in record["searches"].items():  # each search reported as it ended
+    for key, search in record["searches"].items():  # each search run once, and reported as it ended
+        assert stdout.count(f"resnet20 search {key}:") == 1
         assert f"resnet20 search {key}: held-out {100 * search['rounds'][-1]['heldout_acc']:.2f}%" in stdout
     acc = {arm: record["finals"][f"{arm}/0"]["test_acc"] for arm in macs}
     assert f"adjusted - uniform: {100 * (acc['adjusted'] - acc['uniform']):+.2f} points" in stdout
