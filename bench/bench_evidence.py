@@ -141,23 +141,22 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
                 "epochs": s["epochs"], "repeats": s["repeats"], "budget": budget, "guide": guide, "seed": seed,
                 "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False)})
     unfinished = {k for k, cfg in todo.items() if Path(cfg.out).exists()}  # left by an earlier run
+
+    def keep(key: str, result) -> None:
+        record["searches"][key] = {
+            "widths": result.widths_final, "macs": result.summary.macs_final,
+            "macs_target": result.summary.macs_target, "seconds": result.summary.search_seconds,
+            "rounds": [{"moves": r.moves, "heldout_acc": r.heldout_acc} for r in result.records]}
+        save()
+        done = sum(k in record["searches"] for k in todo)
+        print(f"  {family} search {key}: held-out {100 * result.records[-1].heldout_acc:.2f}% in "
+              f"{result.summary.search_seconds:.0f} s ({done}/{len(todo)})", flush=True)
+
     for resume in (False, True):  # fresh searches, then the unfinished ones
-        batch = {k: cfg for k, cfg in todo.items() if (k in unfinished) == resume}
-        if not batch:
-            continue
-        keys = list(batch)
-
-        def keep(i: int, result) -> None:
-            record["searches"][keys[i]] = {
-                "widths": result.widths_final, "macs": result.summary.macs_final,
-                "macs_target": result.summary.macs_target, "seconds": result.summary.search_seconds,
-                "rounds": [{"moves": r.moves, "heldout_acc": r.heldout_acc} for r in result.records]}
-            save()
-            done = sum(k in record["searches"] for k in todo)
-            print(f"  {family} search {keys[i]}: held-out {100 * result.records[-1].heldout_acc:.2f}% in "
-                  f"{result.summary.search_seconds:.0f} s ({done}/{len(todo)})", flush=True)
-
-        search_many(list(batch.values()), on_end=keep, resume=resume, progress=False)
+        keys = [k for k in todo if (k in unfinished) == resume]
+        if keys:
+            search_many([todo[k] for k in keys], on_end=lambda i, result: keep(keys[i], result), resume=resume,
+                        progress=False)
 
 
 def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) -> dict[str, int]:
