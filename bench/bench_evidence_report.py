@@ -86,12 +86,19 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     fig = Figure(figsize=(4.5 * len(fams), 4), layout="constrained")
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams), j + 1)
+        spots = []
         for arm in arms:
             marker = "osD^v"[ARMS.index(arm)]
             accs = [100 * rec["finals"][f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
             macs = sum(rec["finals"][f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds / 1e6
             m, sd = mean_std(accs)
             ax.errorbar([macs], [m], yerr=[sd], marker=marker, capsize=4, linestyle="none", label=LABELS[arm])
+            spots.append(macs)
+        # Arms at equal MACs sit within 1% of each other: pad the axis to at least 4% of the largest so
+        # its ticks stay few and readable.
+        pad = max(0.04 * max(spots), 0.1 * (max(spots) - min(spots)))
+        ax.set_xlim(min(spots) - pad, max(spots) + pad)
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
         ax.set_title(name)
         ax.set_xlabel("MACs (M)")
         ax.set_ylabel("test accuracy (%), mean ± std over seeds")
