@@ -302,8 +302,9 @@ def main() -> None:
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
     for family in s["families"]:
         record = results.family(family)
-        for key, search in reused[family].items():
-            record["searches"].setdefault(key, search)
+        for key, search in reused[family].items():  # only those this run's arms and seeds use
+            if key.split("/")[0] in s["arms"] and int(key.split("/")[1]) < s["seeds"]:
+                record["searches"].setdefault(key, search)
         start = time.perf_counter()
         run_searches(s, family, record, args, results.save)
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start

@@ -76,3 +76,12 @@ def test_earlier_files_made_with_other_settings_are_refused(first):
     proc = evidence(tmp, "d.json", "--work", str(tmp / "work-d"), "--round-epochs", "2", "--searches-from",
                     str(tmp / "a.json"))
     assert proc.returncode != 0 and "made with other settings (epochs: 1 there, 2 here)" in proc.stderr
+
+
+def test_only_the_searches_a_run_uses_are_taken_from_earlier_files(first):
+    tmp, _, data = first
+    proc = evidence(tmp, "e.json", "--work", str(tmp / "work-e"), "--arms", "uniform", "--searches-from",
+                    str(tmp / "a.json"), "--finals-from", str(tmp / "a.json"))
+    assert proc.returncode == 0, proc.stderr
+    searches = json.loads((tmp / "e.json").read_text())["families"]["resnet20"]["searches"]
+    assert searches == {"adjusted/0": data["families"]["resnet20"]["searches"]["adjusted/0"]}  # not the 0.64x one
