@@ -31,6 +31,12 @@ def finished(rec: dict, arms, seeds: int) -> bool:
     return all(f"{arm}/{i}" in rec["finals"] for arm in arms for i in range(seeds))
 
 
+def arm_results(finals: dict, arm: str, seeds: int) -> tuple[list[float], float]:
+    """An arm's test accuracies seed by seed, and its mean MACs."""
+    runs = [finals[f"{arm}/{i}"] for i in range(seeds)]
+    return [r["test_acc"] for r in runs], sum(r["macs"] for r in runs) / seeds
+
+
 def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     finals = rec["finals"]
     if not finished(rec, arms, seeds):
@@ -39,8 +45,7 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     lines = [f"### {name}", "", "| arm | MACs (mean) | MACs / uniform | test acc % (mean ± std) | per seed |",
              "|---|---:|---:|---:|---|"]
     for arm in arms:
-        accs = [finals[f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
-        macs = sum(finals[f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds
+        accs, macs = arm_results(finals, arm, seeds)
         m, sd = mean_std(accs)
         lines.append(f"| {LABELS[arm]} | {macs:,.0f} | {macs / uniform_macs:.3f} | {_pct(m)} ± {_pct(sd)} | "
                      f"{', '.join(_pct(a) for a in accs)} |")
@@ -66,10 +71,12 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     lines += ["", "Searched / uniform width per stage (mean over seeds): "
               + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(mean)) + "."]
     secs = [v["seconds"] for v in rec["searches"].values()]
+    final_secs = [v["seconds"] for v in finals.values()]
     reused = sum("reused_from" in v for v in finals.values())
-    lines += [f"Search time: {sum(secs) / len(secs):.0f} s per search on average; this family took "
-              f"{rec.get('seconds', 0) / 60:.1f} min in all"
-              + (f" ({reused} of its {len(finals)} final trainings taken from earlier runs)." if reused else "."), ""]
+    lines += [f"Search time: {sum(secs) / len(secs):.0f} s per search on average; final trainings "
+              f"{min(final_secs):.0f}-{max(final_secs):.0f} s each; this run took {rec.get('seconds', 0) / 60:.1f} min"
+              + (f" ({reused} of its {len(finals)} final trainings taken from earlier runs, with their times)."
+                 if reused else "."), ""]
     return lines
 
 
@@ -89,11 +96,10 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
         spots = []
         for arm in arms:
             marker = "osD^v"[ARMS.index(arm)]
-            accs = [100 * rec["finals"][f"{arm}/{i}"]["test_acc"] for i in range(seeds)]
-            macs = sum(rec["finals"][f"{arm}/{i}"]["macs"] for i in range(seeds)) / seeds / 1e6
-            m, sd = mean_std(accs)
-            ax.errorbar([macs], [m], yerr=[sd], marker=marker, capsize=4, linestyle="none", label=LABELS[arm])
-            spots.append(macs)
+            accs, macs = arm_results(rec["finals"], arm, seeds)
+            m, sd = mean_std([100 * a for a in accs])
+            spots.append(macs / 1e6)
+            ax.errorbar(spots[-1:], [m], yerr=[sd], marker=marker, capsize=4, linestyle="none", label=LABELS[arm])
         # Arms at equal MACs sit within 1% of each other: pad the axis to at least 4% of the largest so
         # its ticks stay few and readable.
         pad = max(0.04 * max(spots), 0.1 * (max(spots) - min(spots)))
