@@ -10,7 +10,7 @@ from netadjust.config import TrainConfig
 from netadjust.data import load_dataset, synthetic
 from netadjust.errors import TrainingError
 from netadjust.models import Probes, get_arch
-from netadjust.steps import EagerStep, StaticStep
+from netadjust.steps import EagerStep, StaticStep, sgd
 from netadjust.train import build_and_train, evaluate, lr_at
 
 from test_cli import run_cli
@@ -126,7 +126,6 @@ def test_static_step_computes_the_eager_training():
     assert eager.metrics["test"].loss == pytest.approx(static.metrics["test"].loss, rel=1e-3)
 
 
-
 @pytest.mark.parametrize("nesterov, weight_decay", [(False, 3e-4), (True, 0.0), (True, 3e-4)])
 def test_static_step_makes_torch_sgd_s_update(nesterov, weight_decay):
     """Each static step, started from the eager network's weights, running statistics and
@@ -137,38 +136,41 @@ def test_static_step_makes_torch_sgd_s_update(nesterov, weight_decay):
     arch = get_arch("resnet20", num_classes=4, in_channels=1, input_size=8, width_mult=0.25)
     cfg = TrainConfig(batch_size=32, nesterov=nesterov, weight_decay=weight_decay)
     torch.manual_seed(0)
-    nets = {"eager": arch.build(arch.default_widths())}
-    nets["static"] = copy.deepcopy(nets["eager"])
-    opts = {k: torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov,
-                               weight_decay=weight_decay) for k, net in nets.items()}
+    eager_net = arch.build(arch.default_widths())
+    static_net = copy.deepcopy(eager_net)
+    eager_opt = sgd(eager_net, cfg)
     cpu = torch.device("cpu")
-    eager = EagerStep(nets["eager"], opts["eager"], cfg, cpu, False, "eager")
-    static = StaticStep(nets["static"], opts["static"], cfg, cpu, False, "static", batch_shape=(32, 1, 8, 8),
+    eager = EagerStep(eager_net, eager_opt, cfg, cpu, False, "eager")
+    # StaticStep starts from zero momentum buffers, which torch.optim.SGD's first step matches.
+    static = StaticStep(static_net, sgd(static_net, cfg), cfg, cpu, False, "static", batch_shape=(32, 1, 8, 8),
                         max_steps=4, graph=False)
     lrs = [0.15, 0.12, 0.08, 0.03]
     eager.begin_epoch(0, lrs)
     static.begin_epoch(0, lrs)
-    for i, (x, y) in enumerate(data.batches("train", batch_size=32, train=True)):
-        nets["static"].load_state_dict(nets["eager"].state_dict())
-        for p, buf in zip(nets["eager"].parameters(), static.bufs):
-            state = opts["eager"].state[p].get("momentum_buffer")
-            buf.copy_(state if state is not None else torch.zeros_like(buf))
-        before = copy.deepcopy(nets["eager"].state_dict())
+
+    def assert_within_rounding(expected: torch.Tensor, got: torch.Tensor, scale: torch.Tensor) -> None:
+        assert (expected - got).abs().max() <= 1e-6 * scale + 1e-12
+
+    for x, y in data.batches("train", batch_size=32, train=True):
+        before = copy.deepcopy(eager_net.state_dict())
         eager.step(x, y)
         static.step(x, y)
-        after_e, after_s = nets["eager"].state_dict(), nets["static"].state_dict()
+        after_e, after_s = eager_net.state_dict(), static_net.state_dict()
         for k, old in before.items():
-            if not old.is_floating_point():
+            if old.is_floating_point():
+                assert_within_rounding(after_e[k], after_s[k], old.abs().max() + (after_e[k] - old).abs().max())
+            else:
                 assert torch.equal(after_e[k], after_s[k]), k
-                continue
-            scale = old.abs().max() + (after_e[k] - old).abs().max()
-            assert (after_e[k] - after_s[k]).abs().max() <= 1e-6 * scale + 1e-12, (i, k)
-        for p, buf in zip(nets["eager"].parameters(), static.bufs):
-            momentum = opts["eager"].state[p]["momentum_buffer"]
-            assert (momentum - buf).abs().max() <= 1e-6 * momentum.abs().max() + 1e-12
+        momenta = [eager_opt.state[p]["momentum_buffer"] for p in eager_net.parameters()]
+        for momentum, buf in zip(momenta, static.bufs):
+            assert_within_rounding(momentum, buf, momentum.abs().max())
+        static_net.load_state_dict(after_e)  # the next step starts from the same state again
+        for momentum, buf in zip(momenta, static.bufs):
+            buf.copy_(momentum)
     loss_e, correct_e, count = eager.end_epoch()
     loss_s, correct_s, count_s = static.end_epoch()
     assert (loss_s, correct_s, count_s) == (pytest.approx(loss_e, rel=1e-6), correct_e, count)
+
 
 def test_static_step_finds_a_non_finite_loss_at_the_epoch_end_and_names_its_step():
     data = NanOnEpoch(synthetic(n_train=128), epoch=1)

@@ -69,6 +69,13 @@ def training_loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, cfg: T
     return hard if distill is None else distill.loss(logits.float(), x, hard)
 
 
+def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """The training's optimiser: ``torch.optim.SGD`` with ``cfg``'s learning rate, momentum,
+    Nesterov flag (only with momentum) and weight decay."""
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+
+
 def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor], lr: torch.Tensor,
                *, momentum: float, weight_decay: float, nesterov: bool) -> None:
     """``torch.optim.SGD``'s update (no dampening) with the learning rate a 0-dim device tensor.

@@ -27,7 +27,7 @@ from .data import DataSource
 from .dist import DistEnv, all_reduce_sum, broadcast_buffers
 from .errors import DataError
 from .models import Arch, Probes, SegmentedNet
-from .steps import Distillation, EagerStep, StaticStep, autocast
+from .steps import Distillation, EagerStep, StaticStep, autocast, sgd
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,7 @@ class Training:
         channels_last = cfg.channels_last and device.type == "cuda"
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+        self.optimizer = sgd(model, cfg)
         self.probes = Probes(model)
         self.history: list[dict[str, float]] = []
         self.first_epoch = 0
