@@ -21,8 +21,8 @@ about 2), ``cpu`` (a reduced scale meant to fit about two hours on 2 cores), ``p
 (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
 at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST rates
 scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
-script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length
-and ``--round-epochs`` that of every search round's training; ``--searches-from`` takes the
+script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length,
+``--rounds`` the searches' number of rounds and ``--round-epochs`` the length of every round's training; ``--searches-from`` takes the
 searches of earlier results files made with the same search settings, so that longer finals
 need no new searches, and ``--finals-from`` the final trainings of earlier files made with the same
 final settings where their widths are the ones this run would train (the uniform and random arms'
@@ -263,6 +263,8 @@ def main() -> None:
                    help="final-training lengths of the uniform seed-0 curve, for every family run "
                         "(default: the mode's, for ResNet-20 only; none to skip)")
     p.add_argument("--final-epochs", type=int, default=None, help="override the mode's final-training length")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="override the mode's number of search rounds (a search setting: new searches)")
     p.add_argument("--round-epochs", type=int, default=None,
                    help="override the mode's training epochs per search round (a search setting: new searches)")
     p.add_argument("--searches-from", metavar="JSON", nargs="+", default=None,
@@ -287,7 +289,7 @@ def main() -> None:
         return
     s = dict(MODES[args.mode], mode=args.mode)
     overrides = {"dataset": args.dataset, "families": tuple(args.families or ()), "seeds": args.seeds,
-                 "warm_start": args.warm_start, "final_epochs": args.final_epochs, "epochs": args.round_epochs}
+                 "warm_start": args.warm_start, "final_epochs": args.final_epochs, "rounds": args.rounds, "epochs": args.round_epochs}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
     s.update({k: v for k, v in overrides.items() if v})
     reused, earlier = reuse_searches(s, args.searches_from or []), reuse_finals(s, args.finals_from or [])
