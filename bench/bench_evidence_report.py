@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, comparisons
+from netadjust.config import SearchConfig
 from netadjust.stats import mean_std, paired_difference
 
 LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
@@ -143,6 +144,11 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     return names
 
 
+def warm_epochs(round_epochs: int) -> int:
+    """Training epochs of a warm-started round after the first, as the searches ran them (the library's default)."""
+    return SearchConfig.from_dict({"epochs": round_epochs}).warm_epochs_or_default()
+
+
 def render(path: Path, plot_folder: Path | None = None) -> str:
     data = json.loads(path.read_text())
     s = data["settings"]
@@ -155,7 +161,8 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds 0..{s['seeds'] - 1}; "
              f"arms {', '.join(LABELS[a] for a in s.get('arms', ARMS))}",
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs "
-             f"({'warm-started' if s.get('warm_start') else 'every round from scratch'}), FUR repeats {s['repeats']}, "
+             + (f"(rounds after the first warm-started, {warm_epochs(s['epochs'])} epochs each)" if s.get("warm_start")
+                else "(every round from scratch)") + f", FUR repeats {s['repeats']}, "
              "the method's other "
              f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)"
              + (f"; those `{s['searches_from']}` had recorded were taken from there, with their search times"
