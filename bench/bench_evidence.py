@@ -17,17 +17,18 @@ enough for the uniform network's accuracy to have stopped rising.
 
 Modes (``--mode``): ``gpu`` (the whole Fashion-MNIST training set on one GPU: measured about 5
 minutes per family on an H100 with 10-epoch final trainings; the default 20-epoch finals add
-about 2), ``cpu`` (a reduced scale meant to fit about two hours on 2 cores), ``paper``
+about 2), ``cpu`` (a reduced scale meant to fit about two hours on 2 cores; measured 142 minutes
+for its three families on 2026-11-27, bench/RESULTS_evidence.md), ``paper``
 (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
 at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST rates
 scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
 script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length,
-``--rounds`` the searches' number of rounds and ``--round-epochs`` the length of every round's training; ``--searches-from`` takes the
-searches of earlier results files made with the same search settings, so that longer finals
-need no new searches, and ``--finals-from`` the final trainings of earlier files made with the same
-final settings where their widths are the ones this run would train (the uniform and random arms'
-widths do not depend on the searches' training, so new searches need train only their own).
-Everything measured goes into one JSON file
+``--rounds`` the searches' number of rounds and ``--round-epochs`` the length of every round's
+training; ``--searches-from`` takes the searches of earlier results files made with the same
+search settings, so that longer finals need no new searches, and ``--finals-from`` the final
+trainings of earlier files made with the same final settings where their widths are the ones this
+run would train (the uniform and random arms' widths do not depend on the searches' training, so
+new searches need train only their own). Everything measured goes into one JSON file
 (``--out``), rewritten after every search and every final training (each printed as it ends); a
 rerun with the same ``--out`` and ``--work`` continues where the last one stopped.
 
@@ -289,7 +290,8 @@ def main() -> None:
         return
     s = dict(MODES[args.mode], mode=args.mode)
     overrides = {"dataset": args.dataset, "families": tuple(args.families or ()), "seeds": args.seeds,
-                 "warm_start": args.warm_start, "final_epochs": args.final_epochs, "rounds": args.rounds, "epochs": args.round_epochs}
+                 "warm_start": args.warm_start, "final_epochs": args.final_epochs, "rounds": args.rounds,
+                 "epochs": args.round_epochs}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
     s.update({k: v for k, v in overrides.items() if v})
     reused, earlier = reuse_searches(s, args.searches_from or []), reuse_finals(s, args.finals_from or [])
