@@ -152,6 +152,12 @@ def warm_epochs(round_epochs: int) -> int:
 def render(path: Path, plot_folder: Path | None = None) -> str:
     data = json.loads(path.read_text())
     s = data["settings"]
+    rounds = (f"rounds after the first warm-started, {warm_epochs(s['epochs'])} epochs each" if s.get("warm_start")
+              else "every round from scratch")
+    searches_from = (f"; those `{s['searches_from']}` had recorded were taken from there, with their search times"
+                     if s.get("searches_from") else "")
+    finals_from = (f"; those whose widths `{s['finals_from']}` had already trained were taken from there "
+                   "(per seed: same widths, same settings)" if s.get("finals_from") else "")
     lines = ["# Evidence: FUR-adjusted widths against uniform and random ones at equal MACs", "",
              f"- mode `{s['mode']}`; device: {data['device']}; torch {data['torch']}; "
              f"{data['started']} to {data.get('updated', '?')}",
@@ -160,17 +166,10 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
              f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds 0..{s['seeds'] - 1}; "
              f"arms {', '.join(LABELS[a] for a in s.get('arms', ARMS))}",
-             f"- searches: {s['rounds']} rounds x {s['epochs']} epochs "
-             + (f"(rounds after the first warm-started, {warm_epochs(s['epochs'])} epochs each)" if s.get("warm_start")
-                else "(every round from scratch)") + f", FUR repeats {s['repeats']}, "
-             "the method's other "
-             f"defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance)"
-             + (f"; those `{s['searches_from']}` had recorded were taken from there, with their search times"
-                if s.get("searches_from") else ""),
+             f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, the "
+             f"method's other defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance){searches_from}",
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
-             f"batch 128, channel-dropout regulariser 0.05)"
-             + (f"; those whose widths `{s['finals_from']}` had already trained were taken from there "
-                "(per seed: same widths, same settings)" if s.get("finals_from") else ""), ""]
+             f"batch 128, channel-dropout regulariser 0.05){finals_from}", ""]
     for name, rec in data["families"].items():
         lines += family_section(name, rec, s.get("arms", ARMS), s["seeds"])
     paper = paper_ratios()

@@ -1,0 +1,84 @@
+"""bench/bench_evidence.py --render on a small results file written here, whose tables, paired differences,
+confidence intervals, stage ratios and plots can be checked by hand."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UNIFORM = {"stage1.block0.conv1": 16, "stage2.block0.conv1": 32}
+# Per arm, the test accuracy of seeds 0, 1, 2 and the widths every seed found.
+ACCS = {"uniform": (0.90, 0.91, 0.92), "adjusted": (0.91, 0.91, 0.94), "random": (0.89, 0.92, 0.91)}
+WIDTHS = {"uniform": UNIFORM, "adjusted": {"stage1.block0.conv1": 8, "stage2.block0.conv1": 48},
+          "random": {"stage1.block0.conv1": 24, "stage2.block0.conv1": 24}}
+
+
+def results(seeds: int = 3, warm_start: bool = True, searches_from: str | None = "earlier.json") -> dict:
+    finals = {f"{arm}/{i}": {"test_acc": ACCS[arm][i], "macs": 1_000_000 + 1000 * i, "widths": WIDTHS[arm],
+                             "train_loss": [1.0] * 8, "seconds": 60.0 + i}
+              for arm in ACCS for i in range(3)}
+    finals["uniform/0"]["reused_from"] = "earlier.json"
+    return {
+        "settings": {"mode": "cpu", "dataset": "fashion-mnist", "families": ["pyramidnet20"], "width_mult": 0.5,
+                     "seeds": seeds, "train_subset": 4000, "heldout_fraction": 0.02, "rounds": 10, "epochs": 8,
+                     "repeats": 2, "final_epochs": 8, "warm_start": warm_start, "searches_from": searches_from,
+                     "finals_from": None, "arms": list(ACCS)},
+        "device": "cpu (test)", "torch": "2.x", "started": "2026-12-01 10:00", "updated": "2026-12-01 11:00",
+        "command": "bench_evidence.py --mode cpu",
+        "families": {"pyramidnet20": {"searches": {"adjusted/0": {"seconds": 100.0}, "random/0": {"seconds": 200.0}},
+                                      "finals": finals, "plateau": {"4": {"test_acc": 0.85}, "16": {"test_acc": 0.93}},
+                                      "seconds": 600.0}},
+    }
+
+
+def render(tmp_path: Path, data: dict, *args: str) -> str:
+    path = tmp_path / "results_evidence_test.json"
+    path.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--render", str(path), *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_tables_give_each_arm_and_the_paired_differences(tmp_path):
+    md = render(tmp_path, results())
+    # MACs / uniform: the arm's mean over seeds against uniform seed 0's 1,000,000.
+    assert "| FUR-adjusted | 1,001,000 | 1.001 | 92.00 ± 1.73 | 91.00, 91.00, 94.00 |" in md
+    assert "| uniform | 1,001,000 | 1.001 | 91.00 ± 1.00 | 90.00, 91.00, 92.00 |" in md
+    # adjusted - uniform per seed: +1, 0, +2 points; mean 1, sd 1, t(0.975, 2 df) = 4.3027 from the tables,
+    # so the interval is 1 -+ 4.3027 / sqrt(3) = [-1.48, +3.48].
+    assert "| FUR-adjusted - uniform | +1.00 | [-1.48, +3.48] | +1.00, +0.00, +2.00 | 2 of 3 |" in md
+    # adjusted - random: +2, -1, +3 (sd 2.08, half-width 5.17); random - uniform: -1, +1, -1.
+    assert "| FUR-adjusted - random-adjusted | +1.33 | [-3.84, +6.50] | +2.00, -1.00, +3.00 | 2 of 3 |" in md
+    assert "| random-adjusted - uniform | -0.33 | [-3.20, +2.54] | -1.00, +1.00, -1.00 | 1 of 3 |" in md
+
+
+def test_settings_curve_stage_shape_and_times_are_stated(tmp_path):
+    md = render(tmp_path, results())
+    assert ("- searches: 10 rounds x 8 epochs (rounds after the first warm-started, 2 epochs each), FUR repeats 2, "
+            "the method's other defaults") in md
+    assert "those `earlier.json` had recorded were taken from there" in md
+    assert "4 epochs 85.00%, 8 epochs 90.00%, 16 epochs 93.00%." in md  # the final training is the 8-epoch point
+    assert "stage 1: 0.50, stage 2: 1.50." in md  # 8/16 and 48/32
+    assert "Search time: 150 s per search on average; final trainings 60-62 s each; this run took 10.0 min" in md
+    assert "(1 of its 9 final trainings taken from earlier runs, with their times)." in md
+    cold = render(tmp_path, results(warm_start=False, searches_from=None))
+    assert "10 rounds x 8 epochs (every round from scratch), FUR repeats 2" in cold and "taken from there" not in cold
+
+
+def test_an_unfinished_family_is_marked_and_not_tabulated(tmp_path):
+    md = render(tmp_path, results(seeds=4))  # seed 3 has no final trainings
+    assert "(unfinished: not every arm and seed has its final training)" in md
+    assert "paired difference" not in md
+
+
+def test_plots_are_written_and_linked(tmp_path):
+    pytest.importorskip("matplotlib")
+    mpimg = pytest.importorskip("matplotlib.image")
+    md = render(tmp_path, results(), "--plots", str(tmp_path / "plots"))
+    for name in ("evidence_test_accuracy_vs_macs.png", "evidence_test_widths.png"):
+        assert f"![{name}](plots/{name})" in md
+        assert mpimg.imread(tmp_path / "plots" / name).shape[0] > 100
