@@ -24,6 +24,12 @@ def stage_ratios(widths: dict[str, int], uniform: dict[str, int]) -> list[float]
             sum(1 for k in widths if k.startswith(st + ".")) for st in stages]
 
 
+def mean_stage_ratios(finals: dict, arm: str, seeds: int) -> list[float]:
+    """:func:`stage_ratios` of an arm's widths against the uniform ones, averaged over seeds."""
+    ratios = [stage_ratios(finals[f"{arm}/{i}"]["widths"], finals["uniform/0"]["widths"]) for i in range(seeds)]
+    return [sum(r[j] for r in ratios) / seeds for j in range(len(ratios[0]))]
+
+
 def paper_ratios() -> list[float]:
     return [sum(w / before for w in after) / len(after) for before, after in zip(PAPER_BEFORE, PAPER_AFTER)]
 
@@ -66,11 +72,9 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
                         [(final_epochs, finals["uniform/0"]["test_acc"])])
         lines += ["", "Uniform widths, seed 0, test accuracy against the length of the final training: "
                   + ", ".join(f"{e} epochs {_pct(acc)}%" for e, acc in points) + "."]
-    uniform = finals["uniform/0"]["widths"]
-    ours = [stage_ratios(finals[f"adjusted/{i}"]["widths"], uniform) for i in range(seeds)]
-    mean = [sum(r[j] for r in ours) / seeds for j in range(len(ours[0]))]
-    lines += ["", "Searched / uniform width per stage (mean over seeds): "
-              + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(mean)) + "."]
+    shapes = [f"{LABELS[arm]}: " + ", ".join(f"stage {j + 1} {r:.2f}" for j, r in enumerate(mean_stage_ratios(
+        finals, arm, seeds))) for arm in ("adjusted", "random") if arm in arms]
+    lines += ["", f"Searched / uniform width per stage (mean over seeds): {'; '.join(shapes)}."]
     secs = [v["seconds"] for v in rec["searches"].values()]
     final_secs = [v["seconds"] for v in finals.values()]
     reused = sum("reused_from" in v for v in finals.values())
@@ -124,12 +128,18 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
         for i in range(seeds):
             w = rec["finals"][f"adjusted/{i}"]["widths"]
             ax.plot(range(len(keys)), [w[k] / uniform[k] for k in keys], marker=".", alpha=0.6, label=f"seed {i}")
+        if "random" in arms:
+            mean = [sum(rec["finals"][f"random/{i}"]["widths"][k] for i in range(seeds)) / seeds / uniform[k]
+                    for k in keys]
+            ax.plot(range(len(keys)), mean, color="black", linestyle="--", label="random-adjusted, mean")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(keys)))
         ax.set_xticklabels([k.replace("stage", "s").replace(".block", ".b").replace(".conv", ".c") for k in keys],
                            rotation=90, fontsize=6)
         ax.set_ylabel("searched / uniform width")
-        ax.set_title(f"{name}: widths found")
+        ax.set_title(f"{name}: widths FUR found")
+        if j == 0:
+            ax.legend(fontsize=6)
     ax = fig.add_subplot(1, len(fams) + 1, len(fams) + 1)
     flat = [(s, w / PAPER_BEFORE[s]) for s, after in enumerate(PAPER_AFTER) for w in after]
     ax.plot(range(len(flat)), [r for _, r in flat], marker="o", color="tab:red")

@@ -62,7 +62,9 @@ def test_settings_curve_stage_shape_and_times_are_stated(tmp_path):
             "the method's other defaults") in md
     assert "those `earlier.json` had recorded were taken from there" in md
     assert "4 epochs 85.00%, 8 epochs 90.00%, 16 epochs 93.00%." in md  # the final training is the 8-epoch point
-    assert "stage 1: 0.50, stage 2: 1.50." in md  # 8/16 and 48/32
+    # 8/16 and 48/32; 24/16 and 24/32
+    assert ("Searched / uniform width per stage (mean over seeds): FUR-adjusted: stage 1 0.50, stage 2 1.50; "
+            "random-adjusted: stage 1 1.50, stage 2 0.75.") in md
     assert "Search time: 150 s per search on average; final trainings 60-62 s each; this run took 10.0 min" in md
     assert "(1 of its 9 final trainings taken from earlier runs, with their times)." in md
     cold = render(tmp_path, results(warm_start=False, searches_from=None))
