@@ -72,9 +72,13 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
                         [(final_epochs, finals["uniform/0"]["test_acc"])])
         lines += ["", "Uniform widths, seed 0, test accuracy against the length of the final training: "
                   + ", ".join(f"{e} epochs {_pct(acc)}%" for e, acc in points) + "."]
-    shapes = [f"{LABELS[arm]}: " + ", ".join(f"stage {j + 1} {r:.2f}" for j, r in enumerate(mean_stage_ratios(
-        finals, arm, seeds))) for arm in ("adjusted", "random") if arm in arms]
-    lines += ["", f"Searched / uniform width per stage (mean over seeds): {'; '.join(shapes)}."]
+    shapes = []
+    for arm in ("adjusted", "random"):
+        if arm in arms:
+            ratios = mean_stage_ratios(finals, arm, seeds)
+            shapes.append(f"{LABELS[arm]}: " + ", ".join(f"stage {j + 1} {r:.2f}" for j, r in enumerate(ratios)))
+    if shapes:
+        lines += ["", f"Searched / uniform width per stage (mean over seeds): {'; '.join(shapes)}."]
     secs = [v["seconds"] for v in rec["searches"].values()]
     final_secs = [v["seconds"] for v in finals.values()]
     reused = sum("reused_from" in v for v in finals.values())
@@ -125,7 +129,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
         ax = fig.add_subplot(1, len(fams) + 1, j + 1)
         uniform = rec["finals"]["uniform/0"]["widths"]
         keys = list(uniform)
-        for i in range(seeds):
+        for i in range(seeds if "adjusted" in arms else 0):
             w = rec["finals"][f"adjusted/{i}"]["widths"]
             ax.plot(range(len(keys)), [w[k] / uniform[k] for k in keys], marker=".", alpha=0.6, label=f"seed {i}")
         if "random" in arms:

@@ -77,6 +77,15 @@ def test_an_unfinished_family_is_marked_and_not_tabulated(tmp_path):
     assert "paired difference" not in md
 
 
+def test_a_run_without_the_fur_arm_renders_the_others(tmp_path):
+    pytest.importorskip("matplotlib")
+    data = results()
+    data["settings"]["arms"] = ["uniform", "random"]
+    md = render(tmp_path, data, "--plots", str(tmp_path / "plots"))
+    assert "| random-adjusted - uniform | -0.33 |" in md and "FUR-adjusted -" not in md
+    assert "per stage (mean over seeds): random-adjusted: stage 1 1.50, stage 2 0.75." in md
+
+
 def test_plots_are_written_and_linked(tmp_path):
     pytest.importorskip("matplotlib")
     mpimg = pytest.importorskip("matplotlib.image")
