@@ -129,9 +129,10 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
         ax = fig.add_subplot(1, len(fams) + 1, j + 1)
         uniform = rec["finals"]["uniform/0"]["widths"]
         keys = list(uniform)
-        for i in range(seeds if "adjusted" in arms else 0):
-            w = rec["finals"][f"adjusted/{i}"]["widths"]
-            ax.plot(range(len(keys)), [w[k] / uniform[k] for k in keys], marker=".", alpha=0.6, label=f"seed {i}")
+        if "adjusted" in arms:
+            for i in range(seeds):
+                w = rec["finals"][f"adjusted/{i}"]["widths"]
+                ax.plot(range(len(keys)), [w[k] / uniform[k] for k in keys], marker=".", alpha=0.6, label=f"seed {i}")
         if "random" in arms:
             mean = [sum(rec["finals"][f"random/{i}"]["widths"][k] for i in range(seeds)) / seeds / uniform[k]
                     for k in keys]

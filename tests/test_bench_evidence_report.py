@@ -87,7 +87,6 @@ def test_a_run_without_the_fur_arm_renders_the_others(tmp_path):
 
 
 def test_plots_are_written_and_linked(tmp_path):
-    pytest.importorskip("matplotlib")
     mpimg = pytest.importorskip("matplotlib.image")
     md = render(tmp_path, results(), "--plots", str(tmp_path / "plots"))
     for name in ("evidence_test_accuracy_vs_macs.png", "evidence_test_widths.png"):
