@@ -71,7 +71,7 @@ MODES = {
                 train_subset=None, heldout_fraction=0.1, rounds=5, epochs=2, repeats=2, final_epochs=20,
                 plateau=(10, 40), plateau_families=("resnet20",)),
     "cpu": dict(dataset="fashion-mnist", families=("resnet20", "plain20", "pyramidnet20"), width_mult=0.5, seeds=5,
-                train_subset=4000, heldout_fraction=0.02, rounds=3, epochs=2, repeats=2, final_epochs=8,
+                train_subset=2000, heldout_fraction=0.01, rounds=3, epochs=2, repeats=2, final_epochs=8,
                 plateau=(4, 16), plateau_families=("resnet20",)),
     "paper": dict(dataset="cifar100", families=("resnet20", "plain20", "pyramidnet20"), width_mult=1.0, seeds=5,
                   train_subset=None, heldout_fraction=0.1, rounds=10, epochs=20, repeats=5, final_epochs=200,
