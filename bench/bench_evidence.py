@@ -17,25 +17,29 @@ enough for the uniform network's accuracy to have stopped rising.
 
 Modes (``--mode``): ``gpu`` (the whole Fashion-MNIST training set on one GPU: measured about 5
 minutes per family on an H100 with 10-epoch final trainings; the default 20-epoch finals add
-about 2), ``cpu`` (a reduced scale meant to fit about two hours on 2 cores; measured 142 minutes
-for its three families on 2026-11-27, bench/RESULTS_evidence.md), ``paper``
-(``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
+about 2), ``cpu`` (a reduced scale meant to fit two hours on 2 cores: 2,000 training images, 600
+held out; measured 87 minutes for its three families on 2026-12-01, bench/RESULTS_evidence.md),
+``paper`` (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
 at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST rates
 scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
 script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length,
-``--rounds`` the searches' number of rounds and ``--round-epochs`` the length of every round's
-training; ``--searches-from`` takes the searches of earlier results files made with the same
+``--rounds`` the searches' number of rounds, ``--round-epochs`` the length of every round's
+training, ``--train-subset`` and ``--heldout-fraction`` the data's scale (the CPU mode's earlier
+runs, up to 2026-12-01, used 4,000 images and 0.02: pass both to continue or extend them);
+``--searches-from`` takes the searches of earlier results files made with the same
 search settings, so that longer finals need no new searches, and ``--finals-from`` the final
 trainings of earlier files made with the same final settings where their widths are the ones this
 run would train (the uniform and random arms' widths do not depend on the searches' training, so
 new searches need train only their own). Everything measured goes into one JSON file
-(``--out``), rewritten after every search and every final training (each printed as it ends); a
-rerun with the same ``--out`` and ``--work`` continues where the last one stopped.
+(``--out``, by default ``results.json`` in the ``--work`` folder), rewritten after every search and
+every final training (each printed as it ends); a rerun with the same ``--out`` and ``--work``
+continues where the last one stopped.
 
-    python bench/bench_evidence.py --mode cpu --out bench/results_evidence_cpu.json
-    python bench/bench_evidence.py --mode cpu --families pyramidnet20 --arms random --final-epochs 40 \
-        --plateau 20 80 --searches-from bench/results_evidence_cpu.json --out bench/results_evidence_cpu_plateau.json
-    python bench/bench_evidence.py --render bench/results_evidence_cpu.json --plots bench/plots
+    python bench/bench_evidence.py --mode cpu --out bench/results_evidence_cpu_half.json
+    python bench/bench_evidence.py --mode cpu --train-subset 4000 --heldout-fraction 0.02 --families pyramidnet20 \
+        --arms random --final-epochs 40 --plateau 20 80 --searches-from bench/results_evidence_cpu.json \
+        --out bench/results_evidence_cpu_plateau.json
+    python bench/bench_evidence.py --render bench/results_evidence_cpu_half.json --plots bench/plots
 
 ``--render`` prints the markdown of one results file; bench/RESULTS_evidence.md gathers those of
 the runs made, under a reading written by hand.
@@ -268,6 +272,10 @@ def main() -> None:
                    help="override the mode's number of search rounds (a search setting: new searches)")
     p.add_argument("--round-epochs", type=int, default=None,
                    help="override the mode's training epochs per search round (a search setting: new searches)")
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="override the mode's number of training images (cpu: 2000; 4000 before 2026-12-01)")
+    p.add_argument("--heldout-fraction", type=float, default=None,
+                   help="override the mode's held-out share of the training set (cpu: 0.01; 0.02 before 2026-12-01)")
     p.add_argument("--searches-from", metavar="JSON", nargs="+", default=None,
                    help="reuse the searches recorded in earlier results files made with the same search settings "
                         "(to train their widths again, e.g. with longer finals)")
@@ -278,8 +286,8 @@ def main() -> None:
     p.add_argument("--dataset", default=None, help="override the mode's data set (e.g. cifar100 with --mode paper)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="JSON file of the results (default bench/results_evidence_MODE.json)")
     p.add_argument("--work", default=None, help="run directories of the searches (default runs/evidence-MODE)")
+    p.add_argument("--out", default=None, help="JSON file of the results (default WORK/results.json)")
     p.add_argument("--render", metavar="JSON", help="print the markdown of a results file and exit")
     p.add_argument("--plots", default=None, help="with --render: write the plots into this folder")
     args = p.parse_args()
@@ -291,7 +299,8 @@ def main() -> None:
     s = dict(MODES[args.mode], mode=args.mode)
     overrides = {"dataset": args.dataset, "families": tuple(args.families or ()), "seeds": args.seeds,
                  "warm_start": args.warm_start, "final_epochs": args.final_epochs, "rounds": args.rounds,
-                 "epochs": args.round_epochs}
+                 "epochs": args.round_epochs, "train_subset": args.train_subset,
+                 "heldout_fraction": args.heldout_fraction}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
     s.update({k: v for k, v in overrides.items() if v})
     reused, earlier = reuse_searches(s, args.searches_from or []), reuse_finals(s, args.finals_from or [])
@@ -301,8 +310,8 @@ def main() -> None:
     s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]
-    args.out = args.out or f"bench/results_evidence_{args.mode}.json"
     args.work = args.work or f"runs/evidence-{args.mode}"
+    args.out = args.out or f"{args.work}/results.json"
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
     for family in s["families"]:
         record = results.family(family)

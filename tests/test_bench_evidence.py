@@ -79,6 +79,9 @@ def test_earlier_files_made_with_other_settings_are_refused(first):
     proc = evidence(tmp, "d.json", "--work", str(tmp / "work-d"), "--rounds", "3", "--searches-from",
                     str(tmp / "a.json"))
     assert proc.returncode != 0 and "made with other settings (rounds: 2 there, 3 here)" in proc.stderr
+    proc = evidence(tmp, "d.json", "--work", str(tmp / "work-d"), "--train-subset", "400", "--searches-from",
+                    str(tmp / "a.json"))
+    assert proc.returncode != 0 and "made with other settings (train_subset: 512 there, 400 here)" in proc.stderr
 
 
 def test_only_the_searches_a_run_uses_are_taken_from_earlier_files(first):
