@@ -19,9 +19,9 @@ Modes (``--mode``): ``gpu`` (the whole Fashion-MNIST training set on one GPU: me
 minutes per family on an H100 with 10-epoch final trainings; the default 20-epoch finals add
 about 2), ``cpu`` (a reduced scale meant to fit two hours on 2 cores: 2,000 training images, 600
 held out; measured 87 minutes for its three families on 2026-12-01, bench/RESULTS_evidence.md),
-``paper`` (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final epochs
-at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST rates
-scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
+``paper`` (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final
+epochs at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST
+rates scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
 script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length,
 ``--rounds`` the searches' number of rounds, ``--round-epochs`` the length of every round's
 training, ``--train-subset`` and ``--heldout-fraction`` the data's scale (the CPU mode's earlier
@@ -273,9 +273,11 @@ def main() -> None:
     p.add_argument("--round-epochs", type=int, default=None,
                    help="override the mode's training epochs per search round (a search setting: new searches)")
     p.add_argument("--train-subset", type=int, default=None,
-                   help="override the mode's number of training images (cpu: 2000; 4000 before 2026-12-01)")
+                   help=f"override the mode's number of training images (cpu: {MODES['cpu']['train_subset']}; "
+                        "its runs before 2026-12-01: 4000)")
     p.add_argument("--heldout-fraction", type=float, default=None,
-                   help="override the mode's held-out share of the training set (cpu: 0.01; 0.02 before 2026-12-01)")
+                   help=f"override the mode's held-out share of the training set (cpu: "
+                        f"{MODES['cpu']['heldout_fraction']}; its runs before 2026-12-01: 0.02)")
     p.add_argument("--searches-from", metavar="JSON", nargs="+", default=None,
                    help="reuse the searches recorded in earlier results files made with the same search settings "
                         "(to train their widths again, e.g. with longer finals)")
@@ -291,6 +293,12 @@ def main() -> None:
     p.add_argument("--render", metavar="JSON", help="print the markdown of a results file and exit")
     p.add_argument("--plots", default=None, help="with --render: write the plots into this folder")
     args = p.parse_args()
+    # Checked here: a zero would otherwise be taken for "not given" below and the mode's value used.
+    for flag in ("seeds", "final_epochs", "rounds", "round_epochs", "train_subset"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+    if args.heldout_fraction is not None and not 0 < args.heldout_fraction < 1:
+        p.error(f"--heldout-fraction must be in (0, 1): FUR needs a held-out split; got {args.heldout_fraction}")
     if args.render:
         from bench_evidence_report import render  # noqa: PLC0415 - matplotlib only when rendering
 

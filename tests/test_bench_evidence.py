@@ -82,6 +82,9 @@ def test_earlier_files_made_with_other_settings_are_refused(first):
     proc = evidence(tmp, "d.json", "--work", str(tmp / "work-d"), "--train-subset", "400", "--searches-from",
                     str(tmp / "a.json"))
     assert proc.returncode != 0 and "made with other settings (train_subset: 512 there, 400 here)" in proc.stderr
+    proc = evidence(tmp, "e.json", "--heldout-fraction", "0")
+    assert proc.returncode == 2 and "--heldout-fraction must be in (0, 1)" in proc.stderr
+    assert not (tmp / "e.json").exists()
 
 
 def test_only_the_searches_a_run_uses_are_taken_from_earlier_files(first):
