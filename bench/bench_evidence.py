@@ -263,7 +263,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=None, help="override the mode's number of seeds (5)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
                    help="a subset of the arms (default all; uniform and adjusted are always run)")
-    p.add_argument("--warm-start", action="store_true", help="warm-started searches (default: every round from scratch)")
+    p.add_argument("--warm-start", action="store_true", default=None,
+                   help="warm-started searches (default: every round from scratch)")
     p.add_argument("--plateau", nargs="*", type=int, default=None, metavar="EPOCHS",
                    help="final-training lengths of the uniform seed-0 curve, for every family run "
                         "(default: the mode's, for ResNet-20 only; none to skip)")
@@ -293,7 +294,7 @@ def main() -> None:
     p.add_argument("--render", metavar="JSON", help="print the markdown of a results file and exit")
     p.add_argument("--plots", default=None, help="with --render: write the plots into this folder")
     args = p.parse_args()
-    # Checked here: a zero would otherwise be taken for "not given" below and the mode's value used.
+    # Refused before anything is written (the searches would refuse some of them only later).
     for flag in ("seeds", "final_epochs", "rounds", "round_epochs", "train_subset"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
@@ -305,12 +306,12 @@ def main() -> None:
         print(render(Path(args.render), Path(args.plots) if args.plots else None))
         return
     s = dict(MODES[args.mode], mode=args.mode)
-    overrides = {"dataset": args.dataset, "families": tuple(args.families or ()), "seeds": args.seeds,
-                 "warm_start": args.warm_start, "final_epochs": args.final_epochs, "rounds": args.rounds,
-                 "epochs": args.round_epochs, "train_subset": args.train_subset,
+    overrides = {"dataset": args.dataset, "families": tuple(args.families) if args.families else None,
+                 "seeds": args.seeds, "warm_start": args.warm_start, "final_epochs": args.final_epochs,
+                 "rounds": args.rounds, "epochs": args.round_epochs, "train_subset": args.train_subset,
                  "heldout_fraction": args.heldout_fraction}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
-    s.update({k: v for k, v in overrides.items() if v})
+    s.update({k: v for k, v in overrides.items() if v is not None})
     reused, earlier = reuse_searches(s, args.searches_from or []), reuse_finals(s, args.finals_from or [])
     for key, files in (("searches_from", args.searches_from), ("finals_from", args.finals_from)):
         if files:
