@@ -6,7 +6,12 @@ recipe, the same seeds; differences are paired seed by seed):
 1. ``uniform``: the family's widths;
 2. ``adjusted``: the widths a search finds (``netadjust search``, seed s);
 3. ``random``: the same search with ``--guide random``: the same rule, k, steps and budget
-   restore, but the layers it widens and narrows are drawn at random instead of ranked by FUR;
+   restore, but the layers it widens and narrows are drawn at random instead of ranked by FUR.
+   Its widths do not depend on its trainings, so they are computed without them
+   (``netadjust.search.random_guided_widths``; tests check they are the search's). Results files
+   made before 2026-12-02 hold random searches whose consecutive seeds shared most of their
+   draws (see ``netadjust.fur.random_scores``); their widths are not this control's, so their
+   random searches are never reused, and their random finals only where the widths match;
 4. ``uniform_0.64`` against ``adjusted_0.64``: the family's widths scaled to 0.64x the MACs, and a
    search at ``--budget 0.64``.
 
@@ -62,12 +67,12 @@ from netadjust.budget import fit_budget
 from netadjust.config import SearchConfig, TrainConfig
 from netadjust.data import load_dataset
 from netadjust.models import get_arch
-from netadjust.search import search_many
+from netadjust.search import random_guided_widths, search_many
 from netadjust.stats import paired_difference
 from netadjust.train import Training, train_concurrently
 
 ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64")
-SEARCHED = {"adjusted": ("fur", 1.0), "random": ("random", 1.0), "adjusted_0.64": ("fur", 0.64)}
+SEARCHED = {"adjusted": 1.0, "adjusted_0.64": 0.64}  # the arms searched with FUR, and their budgets
 COMPARISONS = (("adjusted", "uniform"), ("adjusted", "random"), ("random", "uniform"),
                ("adjusted_0.64", "uniform_0.64"))
 MODES = {
@@ -136,14 +141,14 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
     recorded and ``save``d as soon as it ends."""
     todo = {}
     for seed in range(s["seeds"]):
-        for arm, (guide, budget) in SEARCHED.items():
+        for arm, budget in SEARCHED.items():
             if arm not in s["arms"] or f"{arm}/{seed}" in record["searches"]:
                 continue
             out = Path(args.work) / family / arm / f"seed{seed}"
             todo[f"{arm}/{seed}"] = SearchConfig.from_dict({
                 "arch": family, "width_mult": s["width_mult"], "dataset": s["dataset"], "data_dir": args.data_dir,
                 "train_subset": s["train_subset"], "heldout_fraction": s["heldout_fraction"], "rounds": s["rounds"],
-                "epochs": s["epochs"], "repeats": s["repeats"], "budget": budget, "guide": guide, "seed": seed,
+                "epochs": s["epochs"], "repeats": s["repeats"], "budget": budget, "seed": seed,
                 "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False)})
     unfinished = {k for k, cfg in todo.items() if Path(cfg.out).exists()}  # left by an earlier run
 
@@ -171,6 +176,9 @@ def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) ->
         default = arch.default_widths()
         min_width = min(SearchConfig().min_width, *default.values())
         return fit_budget(arch, default, 0.64 * arch.macs(default), min_width=min_width)
+    if arm == "random":
+        cfg = {"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed}
+        return random_guided_widths(SearchConfig.from_dict(cfg), arch)[-1]
     return record["searches"][f"{arm}/{seed}"]["widths"]
 
 
@@ -227,9 +235,12 @@ def run_finals(s: dict, family: str, record: dict, earlier: dict, args: argparse
         if seed == 0 and family in s["plateau_families"]:
             runs += [(str(e), "plateau", "uniform", e) for e in s["plateau"]]
         for key, table, arm, epochs in runs:
-            if key in record[table]:
-                continue
             widths = arm_widths(s, family, arch, record, arm, seed)
+            if key in record[table]:
+                if record[table][key]["widths"] == widths:
+                    continue
+                print(f"  {family} {table} {key}: recorded with other widths than this run's; trained again",
+                      flush=True)
             old = next((run for run in earlier[table].get(key, ()) if run["widths"] == widths), None)
             if old is not None:
                 record[table][key] = old
@@ -317,6 +328,8 @@ def main() -> None:
         if files:
             s[key] = ", ".join(Path(f).name for f in files)
     s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
+    if "random" in s["arms"]:  # files made before 2026-12-02 lack it: their control drew by seed + round
+        s["random_draws"] = "per seed"
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]
     args.work = args.work or f"runs/evidence-{args.mode}"
@@ -324,8 +337,9 @@ def main() -> None:
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
     for family in s["families"]:
         record = results.family(family)
-        for key, search in reused[family].items():  # only those this run's arms and seeds use
-            if key.split("/")[0] in s["arms"] and int(key.split("/")[1]) < s["seeds"]:
+        for key, search in reused[family].items():  # only those this run searches (random ones are computed)
+            arm, seed = key.split("/")
+            if arm in SEARCHED and arm in s["arms"] and int(seed) < s["seeds"]:
                 record["searches"].setdefault(key, search)
         start = time.perf_counter()
         run_searches(s, family, record, args, results.save)

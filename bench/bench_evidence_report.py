@@ -159,6 +159,15 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     return names
 
 
+# How the random control drew its scores (bench_evidence.py's "random_draws" setting; absent before 2026-12-02).
+RANDOM_DRAWS = {
+    "per seed": "the widths of a `--guide random` search, every seed's rounds drawn from a stream of its own "
+                "(computed without training)",
+    "seed + round": "`--guide random` searches whose round t drew with seed s + t, so that consecutive seeds "
+                    "shared most of their draws (before 2026-12-02; see the reading)",
+}
+
+
 def warm_epochs(round_epochs: int) -> int:
     """Training epochs of a warm-started round after the first, as the searches ran them (the library's default)."""
     return SearchConfig.from_dict({"epochs": round_epochs}).warm_epochs_or_default()
@@ -184,7 +193,10 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, the "
              f"method's other defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance){searches_from}",
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
-             f"batch 128, channel-dropout regulariser 0.05){finals_from}", ""]
+             f"batch 128, channel-dropout regulariser 0.05){finals_from}"]
+    if "random" in s.get("arms", ARMS):
+        lines.append(f"- random-adjusted: {RANDOM_DRAWS[s.get('random_draws', 'seed + round')]}")
+    lines.append("")
     for name, rec in data["families"].items():
         lines += family_section(name, rec, s.get("arms", ARMS), s["seeds"])
     paper = paper_ratios()

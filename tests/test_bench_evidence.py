@@ -94,3 +94,32 @@ def test_only_the_searches_a_run_uses_are_taken_from_earlier_files(first):
     assert proc.returncode == 0, proc.stderr
     searches = json.loads((tmp / "e.json").read_text())["families"]["resnet20"]["searches"]
     assert searches == {"adjusted/0": data["families"]["resnet20"]["searches"]["adjusted/0"]}  # not the 0.64x one
+
+
+def test_the_random_arm_is_computed_not_searched_and_old_draws_are_not_reused(first):
+    sys.path.insert(0, str(REPO / "bench"))
+    from netadjust.config import SearchConfig
+    from netadjust.models import get_arch
+    from netadjust.search import random_guided_widths
+
+    tmp, _, data = first
+    doctored = json.loads(json.dumps(data))  # an earlier file with a random search and final of other widths
+    record = doctored["families"]["resnet20"]
+    old = {k: v + 1 for k, v in record["finals"]["uniform/0"]["widths"].items()}
+    record["searches"]["random/0"] = {**record["searches"]["adjusted/0"], "widths": old}
+    record["finals"]["random/0"] = {**record["finals"]["uniform/0"], "widths": old}
+    (tmp / "old.json").write_text(json.dumps(doctored))
+    proc = evidence(tmp, "f.json", "--work", str(tmp / "work-f"), "--arms", "random", "--searches-from",
+                    str(tmp / "old.json"), "--finals-from", str(tmp / "old.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp / "work-f").exists()  # no search ran: the FUR ones were reused, the random one computed
+    result = json.loads((tmp / "f.json").read_text())
+    assert result["settings"]["random_draws"] == "per seed"
+    record = result["families"]["resnet20"]
+    assert "random/0" not in record["searches"]
+    arch = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.25)
+    cfg = SearchConfig.from_dict({"arch": "resnet20", "width_mult": 0.25, "rounds": 2, "seed": 0})  # the quick mode's
+    assert record["finals"]["random/0"]["widths"] == random_guided_widths(cfg, arch)[-1]
+    assert "reused_from" not in record["finals"]["random/0"]  # trained: the earlier one had other widths
+    assert abs(record["finals"]["random/0"]["macs"] / record["finals"]["uniform/0"]["macs"] - 1) <= 0.01
+    assert "adjusted - random: " in proc.stdout and "random - uniform: " in proc.stdout

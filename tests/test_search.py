@@ -208,16 +208,38 @@ def test_final_comparison_over_three_seeds(tmp_path):
 
 def test_random_guide_moves_layers_drawn_at_random(tmp_path):
     from netadjust.fur import random_scores
+    from netadjust.search import random_guided_widths, round_seed
 
     cfg = tiny(tmp_path, guide="random", final_epochs=0)
     result = search(cfg, progress=False)
     for r in result.records:
         assert r.guide == "random" and r.fur_seconds == 0 and set(r.drop_rate.values()) == {0.0}
-        assert r.fur == random_scores(r.widths, seed=cfg.seed + r.round, base_loss=r.heldout_loss).fur
+        assert r.fur == random_scores(r.widths, seed=round_seed(cfg.seed, r.round), base_loss=r.heldout_loss).fur
         _, moves = adjust_widths(r.widths, result.widths_original, r.fur, cfg.rule(), r.round)
         assert moves == r.moves and sum(d > 0 for d in moves.values()) == cfg.rule().layers_to_move(r.round)
-    assert random_scores(ARCH.default_widths(), seed=1, base_loss=0.0).fur != \
-        random_scores(ARCH.default_widths(), seed=2, base_loss=0.0).fur
+    # The control's widths need no training: computed alone, they are the search's, round by round.
+    assert random_guided_widths(cfg, ARCH) == [r.widths for r in result.records] + [result.widths_final]
+
+
+def test_round_seeds_differ_between_every_seed_and_round():
+    """Seed s in round t + 1 must not draw what seed s + 1 draws in round t (as ``seed + round``
+    did), or the random control's searches of consecutive seeds move the same layers."""
+    from netadjust.fur import random_scores
+    from netadjust.search import round_seed
+
+    pairs = [(seed, t) for seed in range(50) for t in range(50)]
+    assert len({round_seed(seed, t) for seed, t in pairs}) == len(pairs)
+    widths = ARCH.default_widths()
+    for s, t in pairs[:5]:
+        assert random_scores(widths, seed=round_seed(s, t + 1), base_loss=0.0).fur != \
+            random_scores(widths, seed=round_seed(s + 1, t), base_loss=0.0).fur
+
+
+def test_random_guided_widths_refuse_a_latency_budget():
+    from netadjust.search import random_guided_widths
+
+    with pytest.raises(ConfigError, match="MACs budget only; got --budget-metric latency"):
+        random_guided_widths(SearchConfig.from_dict({**TINY, "budget_metric": "latency"}), ARCH)
 
 
 def test_searches_run_together_give_what_they_give_alone(tmp_path):
@@ -245,7 +267,7 @@ def warm(tmp_path_factory):
 
 def test_warm_rounds_start_from_the_previous_network_resized(warm):
     from netadjust.models import top_channels
-    from netadjust.search import warm_start
+    from netadjust.search import round_seed, warm_start
 
     cfg, result = warm
     assert [r.warm for r in result.records] == [False, True, True]
@@ -262,7 +284,7 @@ def test_warm_rounds_start_from_the_previous_network_resized(warm):
         assert min(scores[kept]) >= max(scores[[i for i in range(len(scores)) if i not in kept]], default=-1)
     old = ARCH.build(previous["widths"])
     old.load_state_dict(previous["model"])
-    start = warm_start(ARCH, previous, result.records[1].widths, seed=cfg.seed + 1)
+    start = warm_start(ARCH, previous, result.records[1].widths, seed=round_seed(cfg.seed, 1))
     blocks = {b.probe1.key: b for b in start.segments if hasattr(b, "probe1")}
     old_blocks = {b.probe1.key: b for b in old.segments if hasattr(b, "probe1")}
     for key in narrowed:  # the warm round starts from exactly those channels, in every tensor of theirs

@@ -173,7 +173,8 @@ def fast_losses(model: SegmentedNet, probes: Probes, batches: Batches, keys: Seq
 def random_scores(widths: Mapping[str, int], *, seed: int, base_loss: float) -> FurResult:
     """Scores drawn uniformly at random in place of FUR (``--guide random``): the adjustment
     rule then widens and narrows random layers, with the same k, steps and budget restore.
-    Nothing is dropped (rates 0); ``base_loss`` is recorded as given."""
+    Nothing is dropped (rates 0); ``base_loss`` is recorded as given. The search passes
+    ``round_seed(--seed, t)``."""
     gen = torch.Generator().manual_seed(seed % 2**63)
     scores = torch.rand(len(widths), generator=gen, dtype=torch.float64).tolist()
     zeros = {k: 0.0 for k in widths}

@@ -28,7 +28,7 @@ from .export import load_trained, trained_state
 from .fur import estimate_fur, random_scores
 from .io import save_torch_atomic
 from .latency import LatencyTable, Stopwatch
-from .models import channel_importance, resize, top_channels
+from .models import Arch, channel_importance, resize, top_channels
 from .records import FinalRun, RoundRecord, Summary
 from .rundir import RunDir
 from .session import Session, open_run, open_session
@@ -89,8 +89,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     """The search as a generator that yields after every training step and returns the result."""
     session = open_session(cfg, need_heldout=True)
     arch, data, env = session.arch, session.data, session.env
-    rule = cfg.rule()
-    rule.check(len(arch.keys()))
+    cfg.rule().check(len(arch.keys()))
     warm_rounds = arch.resizable if cfg.warm_start is None else cfg.warm_start
     if warm_rounds and not arch.resizable:
         raise ConfigError(f"--warm-start is not available for {arch.name}: netadjust carries trained weights to other "
@@ -100,8 +99,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     cost = Cost(arch, table if cfg.budget_metric == "latency" else None)  # what the budget holds
     target = cfg.budget * cost.start()
     macs_target = cfg.budget * arch.macs(arch.default_widths())  # = target for a MACs budget
-    original = fit_budget(arch, session.widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
-                          min_width=min(cfg.min_width, *session.widths.values()), cost=cost)
+    original = restore_budget(cfg, arch, session.widths, target, cost)
     run, records = open_run(session, resume=resume, overwrite=overwrite, allow_changes=allow_changes)
     if table is not None and env.is_main:
         run.write_json(run.latency, table.to_dict())
@@ -115,7 +113,7 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
         warm = previous is not None
         schedule = dataclasses.replace(cfg.train, epochs=cfg.warm_epochs_or_default()) if warm else cfg.train
         torch.manual_seed(cfg.seed)
-        model = (warm_start(arch, previous, widths, seed=cfg.seed + t, widen=cfg.warm_widen) if warm
+        model = (warm_start(arch, previous, widths, seed=round_seed(cfg.seed, t), widen=cfg.warm_widen) if warm
                  else arch.build(widths))
         training = Training(model, data, schedule, seed=cfg.seed, device=session.device, env=env, progress=progress,
                             desc=f"{cfg.out} round {t + 1}/{cfg.rounds}{' (warm)' if warm else ''}",
@@ -128,19 +126,17 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
             # Every rank probes its share of the layers and ends with the whole FUR vector.
             fur = estimate_fur(trained.model, data, arch, widths, base_drop_rate=cfg.base_drop_rate,
                                repeats=cfg.repeats, batch_size=cfg.fur_batch_size, mode=cfg.fur_mode,
-                               control_variate=cfg.fur_control_variate, device=session.device, seed=cfg.seed + t,
-                               env=env, progress=progress and env.is_main,
+                               control_variate=cfg.fur_control_variate, device=session.device,
+                               seed=round_seed(cfg.seed, t), env=env, progress=progress and env.is_main,
                                cost_derivative=table.derivative(widths, arch) if cfg.fur_cost == "latency" else None)
         else:
-            fur = random_scores(widths, seed=cfg.seed + t, base_loss=trained.metrics["heldout"].loss)
+            fur = random_scores(widths, seed=round_seed(cfg.seed, t), base_loss=trained.metrics["heldout"].loss)
         state = {"round": t, "widths": widths, "arch": arch.settings(), "config": cfg.to_flat(),
                  "model": trained.model.state_dict(), "channel_importance": fur.channel_importance}
         if env.is_main:
             run.save_checkpoint(t, state)
         previous = state if warm_rounds else None
-        adjusted, moves = adjust_widths(widths, original, fur.fur, rule, t)
-        next_widths = fit_budget(arch, adjusted, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
-                                 min_width=min(cfg.min_width, *adjusted.values()), cost=cost)
+        next_widths, moves = adjust_and_restore(cfg, arch, widths, original, fur.fur, t, target, cost)
         if broadcast_object(next_widths) != next_widths:
             raise RuntimeError(f"rank {env.rank} computed other widths than rank 0 in round {t}")
         heldout, test = trained.metrics["heldout"], trained.metrics["test"]
@@ -188,6 +184,48 @@ def search_steps(cfg: SearchConfig, *, resume: bool = False, overwrite: bool = F
     if env.is_main:
         run.write_json(run.summary, summary.to_dict())
     return SearchResult(run.path, records, original, widths, summary)
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    """The seed of round ``round_index``'s draws in the search seeded ``seed``: FUR's masks, the
+    random control's scores and a warm start's new weights. Distinct for every (seed, round)
+    pair. Before 2026-12-02 it was ``seed + round_index``, which gave seed s in round t + 1 the
+    draws of seed s + 1 in round t: the random control's searches of consecutive seeds then
+    moved mostly the same layers (bench/RESULTS_evidence.md)."""
+    return seed * 1_000_003 + round_index
+
+
+def restore_budget(cfg: SearchConfig, arch: Arch, widths: Widths, target: float, cost: Cost) -> Widths:
+    """``widths`` rescaled to the ``target`` cost with the search's tolerance and rounding."""
+    return fit_budget(arch, widths, target, tolerance=cfg.tolerance, multiple_of=cfg.multiple_of,
+                      min_width=min(cfg.min_width, *widths.values()), cost=cost)
+
+
+def adjust_and_restore(cfg: SearchConfig, arch: Arch, widths: Widths, original: Widths, scores: dict[str, float],
+                       round_index: int, target: float, cost: Cost) -> tuple[Widths, dict[str, int]]:
+    """One round's widths step (pure): widen and narrow by ``scores`` (FUR, or the random
+    control's draws), then restore the budget. Returns the next widths and the adjustment's moves."""
+    adjusted, moves = adjust_widths(widths, original, scores, cfg.rule(), round_index)
+    return restore_budget(cfg, arch, adjusted, target, cost), moves
+
+
+def random_guided_widths(cfg: SearchConfig, arch: Arch, widths: Widths | None = None) -> list[Widths]:
+    """The widths of every round of a ``--guide random`` search of ``arch`` from ``widths`` (the
+    family's by default), then its final widths: ``cfg.rounds + 1`` entries, computed without
+    training. The control's scores depend only on the seed and the round, so its widths follow
+    from the rule and the budget restore alone; the search reaches the same ones (tests check this).
+    """
+    if cfg.budget_metric != "macs":
+        raise ConfigError(f"the random control's widths can be computed without training for a MACs budget only; "
+                          f"got --budget-metric {cfg.budget_metric}")
+    cost = Cost(arch)
+    target = cfg.budget * cost.start()
+    original = restore_budget(cfg, arch, widths or arch.default_widths(), target, cost)
+    path = [original]
+    for t in range(cfg.rounds):
+        scores = random_scores(path[-1], seed=round_seed(cfg.seed, t), base_loss=0.0).fur
+        path.append(adjust_and_restore(cfg, arch, path[-1], original, scores, t, target, cost)[0])
+    return path
 
 
 def _latency_table(cfg: SearchConfig, session: Session, resume: bool) -> LatencyTable | None:
