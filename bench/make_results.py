@@ -11,6 +11,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 ORDER = [
     ("evidence", "Evidence: adjusted vs uniform vs random widths at equal MACs"),
+    ("random_control", "The random control's widths, computed without training"),
     ("gpu", "GPU training speed (CUDA graphs, networks side by side, a whole search)"),
     ("accuracy", "Accuracy at equal FLOPs (uniform, adjusted, pruned; 0.64x)"),
     ("accuracy_long", "Accuracy at equal FLOPs on a longer schedule (uniform vs adjusted)"),

@@ -209,11 +209,14 @@ def adjust_and_restore(cfg: SearchConfig, arch: Arch, widths: Widths, original: 
     return restore_budget(cfg, arch, adjusted, target, cost), moves
 
 
-def random_guided_widths(cfg: SearchConfig, arch: Arch, widths: Widths | None = None) -> list[Widths]:
+def random_guided_widths(cfg: SearchConfig, arch: Arch, widths: Widths | None = None, *,
+                         seed_of: Callable[[int, int], int] = round_seed) -> list[Widths]:
     """The widths of every round of a ``--guide random`` search of ``arch`` from ``widths`` (the
     family's by default), then its final widths: ``cfg.rounds + 1`` entries, computed without
     training. The control's scores depend only on the seed and the round, so its widths follow
     from the rule and the budget restore alone; the search reaches the same ones (tests check this).
+    ``seed_of(seed, round)``: the rule that seeds each round's draws (the search's by default;
+    ``lambda s, t: s + t`` gives the searches made before 2026-12-02).
     """
     if cfg.budget_metric != "macs":
         raise ConfigError(f"the random control's widths can be computed without training for a MACs budget only; "
@@ -223,7 +226,7 @@ def random_guided_widths(cfg: SearchConfig, arch: Arch, widths: Widths | None = 
     original = restore_budget(cfg, arch, widths or arch.default_widths(), target, cost)
     path = [original]
     for t in range(cfg.rounds):
-        scores = random_scores(path[-1], seed=round_seed(cfg.seed, t), base_loss=0.0).fur
+        scores = random_scores(path[-1], seed=seed_of(cfg.seed, t), base_loss=0.0).fur
         path.append(adjust_and_restore(cfg, arch, path[-1], original, scores, t, target, cost)[0])
     return path
 
