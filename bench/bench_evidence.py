@@ -10,7 +10,7 @@ recipe, the same seeds; differences are paired seed by seed):
    Its widths do not depend on its trainings, so they are computed without them
    (``netadjust.search.random_guided_widths``; tests check they are the search's). Results files
    made before 2026-12-02 hold random searches whose consecutive seeds shared most of their
-   draws (see ``netadjust.fur.random_scores``); their widths are not this control's, so their
+   draws (see ``netadjust.search.round_seed``); their widths are not this control's, so their
    random searches are never reused, and their random finals only where the widths match;
 4. ``uniform_0.64`` against ``adjusted_0.64``: the family's widths scaled to 0.64x the MACs, and a
    search at ``--budget 0.64``.

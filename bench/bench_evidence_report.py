@@ -161,8 +161,8 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
 
 # How the random control drew its scores (bench_evidence.py's "random_draws" setting; absent before 2026-12-02).
 RANDOM_DRAWS = {
-    "per seed": "the widths of a `--guide random` search, every seed's rounds drawn from a stream of its own "
-                "(computed without training)",
+    "per seed": "the widths of a `--guide random` search, every (seed, round) pair drawing with a seed of its "
+                "own (`search.round_seed`; computed without training)",
     "seed + round": "`--guide random` searches whose round t drew with seed s + t, so that consecutive seeds "
                     "shared most of their draws (before 2026-12-02; see the reading)",
 }
