@@ -24,10 +24,10 @@ def stage_ratios(widths: dict[str, int], uniform: dict[str, int]) -> list[float]
             sum(1 for k in widths if k.startswith(st + ".")) for st in stages]
 
 
-def mean_stage_ratios(finals: dict, arm: str, seeds: int) -> list[float]:
-    """:func:`stage_ratios` of an arm's widths against the uniform ones, averaged over seeds."""
-    ratios = [stage_ratios(finals[f"{arm}/{i}"]["widths"], finals["uniform/0"]["widths"]) for i in range(seeds)]
-    return [sum(r[j] for r in ratios) / seeds for j in range(len(ratios[0]))]
+def mean_stage_ratios(widths: list[dict[str, int]], uniform: dict[str, int]) -> list[float]:
+    """:func:`stage_ratios` of several widths (an arm's seeds) against the uniform ones, averaged."""
+    ratios = [stage_ratios(w, uniform) for w in widths]
+    return [sum(r[j] for r in ratios) / len(ratios) for j in range(len(ratios[0]))]
 
 
 def paper_ratios() -> list[float]:
@@ -75,7 +75,8 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     shapes = []
     for arm in ("adjusted", "random"):
         if arm in arms:
-            ratios = mean_stage_ratios(finals, arm, seeds)
+            ratios = mean_stage_ratios([finals[f"{arm}/{i}"]["widths"] for i in range(seeds)],
+                                       finals["uniform/0"]["widths"])
             shapes.append(f"{LABELS[arm]}: " + ", ".join(f"stage {j + 1} {r:.2f}" for j, r in enumerate(ratios)))
     if shapes:
         lines += ["", f"Searched / uniform width per stage (mean over seeds): {'; '.join(shapes)}."]

@@ -23,7 +23,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_evidence_report import stage_ratios
+from bench_evidence_report import mean_stage_ratios, stage_ratios
 from machine import device_name
 from netadjust.config import SearchConfig
 from netadjust.models import get_arch
@@ -32,7 +32,8 @@ from netadjust.search import random_guided_widths, round_seed
 HERE = Path(__file__).resolve().parent
 FAMILIES = ("resnet20", "plain20", "pyramidnet20")
 ROUNDS = (3, 5, 10)
-RULES = {"seed + round (before 2026-12-02)": lambda seed, t: seed + t, "round_seed (now)": round_seed}
+OLD_RULE = "seed + round (before 2026-12-02)"
+RULES = {OLD_RULE: lambda seed, t: seed + t, "round_seed (now)": round_seed}
 
 
 def arch_of(family: str, width_mult: float = 0.5):
@@ -45,24 +46,22 @@ def paths(family: str, seeds, rounds: int, seed_of, width_mult: float = 0.5) -> 
                                                          "seed": seed}), arch, seed_of=seed_of) for seed in seeds]
 
 
-def recorded_searches() -> list[tuple[str, str, dict, dict]]:
-    """(file, family, settings, {seed: widths}) of every Fashion-MNIST evidence file with random searches."""
-    found = []
+def recorded_searches() -> dict[tuple, list[str]]:
+    """The random searches of every Fashion-MNIST evidence file, as (family, rounds, width
+    multiplier, {seed: widths}) -> the files that hold exactly those (many files share them)."""
+    groups: dict[tuple, list[str]] = {}
     for path in sorted(HERE.glob("results_evidence_*.json")):
         data = json.loads(path.read_text())
-        if data["settings"]["dataset"] != "fashion-mnist":
+        s = data["settings"]
+        if s["dataset"] != "fashion-mnist":
             continue
         for family, record in data["families"].items():
             widths = {int(k.split("/")[1]): v["widths"] for k, v in record["searches"].items()
                       if k.startswith("random/")}
             if widths:
-                found.append((path.name, family, data["settings"], widths))
-    return found
-
-
-def mean_ratios(widths: list[dict[str, int]], uniform: dict[str, int]) -> list[float]:
-    ratios = [stage_ratios(w, uniform) for w in widths]
-    return [statistics.fmean(r[j] for r in ratios) for j in range(len(ratios[0]))]
+                key = (family, s["rounds"], s["width_mult"], json.dumps(widths, sort_keys=True))
+                groups.setdefault(key, []).append(path.name)
+    return groups
 
 
 def main() -> None:
@@ -81,18 +80,17 @@ def main() -> None:
              "Fashion-MNIST geometry, the method's defaults: k 6, k decay 0.5, arch lr 0.15, 1% tolerance); "
              "stage ratio = mean over a stage's layers of searched / uniform width", ""]
 
-    recorded = recorded_searches()
+    recorded = [(family, rounds, width_mult, {int(seed): w for seed, w in json.loads(widths).items()}, names)
+                for (family, rounds, width_mult, widths), names in recorded_searches().items()]
     matched = total = 0
-    for name, family, s, widths in recorded:
-        computed = paths(family, sorted(widths), s["rounds"], RULES["seed + round (before 2026-12-02)"],
-                         s["width_mult"])
-        for seed, path in zip(sorted(widths), computed):
-            total += 1
-            matched += path[-1] == widths[seed]
+    for family, rounds, width_mult, widths, names in recorded:  # each set of searches once, counted per file
+        computed = paths(family, sorted(widths), rounds, RULES[OLD_RULE], width_mult)
+        total += len(names) * len(widths)
+        matched += len(names) * sum(path[-1] == widths[seed] for seed, path in zip(sorted(widths), computed))
     lines += ["## The recorded random searches", "",
               f"The rule `seed + round` gives exactly the widths of **{matched} of the {total}** random searches "
-              f"recorded in `bench/results_evidence_*.json` ({len(recorded)} files and families): their widths "
-              "depended only on the draws, never on the trainings.", ""]
+              f"recorded in `bench/results_evidence_*.json` ({sum(len(r[-1]) for r in recorded)} files and families): "
+              "their widths depended only on the draws, never on the trainings.", ""]
     if matched != total:
         sys.exit(f"only {matched} of {total} recorded random searches reproduced")
 
@@ -122,19 +120,14 @@ def main() -> None:
               "searched, as recorded (`seed + round`) and as the same seeds draw now (`round_seed`); files that "
               "share their searches are listed together.", "",
               "| files | family | rounds | seeds | as recorded | with round_seed |", "|---|---|---:|---|---|---|"]
-    groups: dict[tuple, list[str]] = {}
-    for name, family, s, widths in recorded:
-        key = (family, s["rounds"], s["width_mult"], json.dumps(widths, sort_keys=True))
-        groups.setdefault(key, []).append(name)
-    for (family, rounds, width_mult, recorded_widths), names in groups.items():
-        widths = {int(seed): w for seed, w in json.loads(recorded_widths).items()}
+    for family, rounds, width_mult, widths, names in recorded:
         uniform = arch_of(family, width_mult).default_widths()
         seeds = sorted(widths)
         now = [w[-1] for w in paths(family, seeds, rounds, round_seed, width_mult)]
         show = " / ".join
         lines.append(f"| {', '.join(f'`{n}`' for n in names)} | {family} | {rounds} | {seeds[0]}..{seeds[-1]} | "
-                     f"{show(f'{r:.2f}' for r in mean_ratios([widths[i] for i in seeds], uniform))} | "
-                     f"{show(f'{r:.2f}' for r in mean_ratios(now, uniform))} |")
+                     f"{show(f'{r:.2f}' for r in mean_stage_ratios([widths[i] for i in seeds], uniform))} | "
+                     f"{show(f'{r:.2f}' for r in mean_stage_ratios(now, uniform))} |")
     text = "\n".join(lines) + "\n"
     if args.out:
         Path(args.out).write_text(text)

@@ -97,7 +97,6 @@ def test_only_the_searches_a_run_uses_are_taken_from_earlier_files(first):
 
 
 def test_the_random_arm_is_computed_not_searched_and_old_draws_are_not_reused(first):
-    sys.path.insert(0, str(REPO / "bench"))
     from netadjust.config import SearchConfig
     from netadjust.models import get_arch
     from netadjust.search import random_guided_widths
