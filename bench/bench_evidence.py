@@ -27,10 +27,11 @@ held out; measured 87 minutes for its three families on 2026-12-01, bench/RESULT
 ``paper`` (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final
 epochs at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST
 rates scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
-script). ``--families`` and ``--seeds`` cut a mode down; ``--final-epochs`` sets the finals' length,
-``--rounds`` the searches' number of rounds, ``--round-epochs`` the length of every round's
-training, ``--train-subset`` and ``--heldout-fraction`` the data's scale (the CPU mode's earlier
-runs, up to 2026-12-01, used 4,000 images and 0.02: pass both to continue or extend them);
+script). ``--families`` and ``--seeds`` cut a mode down (``--seeds 10..19``: those seeds alone);
+``--final-epochs`` sets the finals' length, ``--rounds`` the searches' number of rounds,
+``--round-epochs`` the length of every round's training, ``--train-subset`` and
+``--heldout-fraction`` the data's scale (the CPU mode's earlier runs, up to 2026-12-01, used
+4,000 images and 0.02: pass both to continue or extend them);
 ``--searches-from`` takes the searches of earlier results files made with the same
 search settings, so that longer finals need no new searches, and ``--finals-from`` the final
 trainings of earlier files made with the same final settings where their widths are the ones this
@@ -100,6 +101,29 @@ PAPER_BEFORE = (51, 102, 204, 409)
 PAPER_AFTER = ((26, 53, 16, 62), (103, 96, 84, 89), (366, 162, 184, 174), (673, 283, 637, 833))
 
 
+def parse_seeds(text: str) -> int | str:
+    """``--seeds``: a count N (seeds 0..N-1), kept as an int so that earlier results files still continue, or a
+    range "A..B" (seeds A to B), for a run on seeds of its own."""
+    first, dots, last = text.partition("..")
+    try:
+        if not dots and int(text) >= 1:
+            return int(text)
+        if dots and 0 <= int(first) <= int(last):
+            return f"{int(first)}..{int(last)}"
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"takes a count N >= 1 (seeds 0..N-1) or a range A..B with 0 <= A <= B "
+                                     f"(seeds A to B), got {text!r}")
+
+
+def seed_range(seeds: int | str) -> range:
+    """The seeds a results file's ``seeds`` setting names (see :func:`parse_seeds`)."""
+    if isinstance(seeds, int):
+        return range(seeds)
+    first, last = map(int, seeds.split(".."))
+    return range(first, last + 1)
+
+
 def comparisons(arms) -> list[tuple[str, str]]:
     """The paired comparisons whose two arms were both run."""
     return [(a, b) for a, b in COMPARISONS if a in arms and b in arms]
@@ -140,7 +164,7 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
     """The searches of every searched arm and seed not yet recorded, side by side on a GPU; each is
     recorded and ``save``d as soon as it ends."""
     todo = {}
-    for seed in range(s["seeds"]):
+    for seed in seed_range(s["seeds"]):
         for arm, budget in SEARCHED.items():
             if arm not in s["arms"] or f"{arm}/{seed}" in record["searches"]:
                 continue
@@ -227,7 +251,7 @@ def run_finals(s: dict, family: str, record: dict, earlier: dict, args: argparse
     same widths is recorded as it is instead of trained again."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     jobs = {}  # training -> (table, key, widths, arch)
-    for seed in range(s["seeds"]):
+    for seed in seed_range(s["seeds"]):
         data = data_for(s, seed, args.data_dir)
         arch = get_arch(family, num_classes=data.num_classes, in_channels=data.in_channels,
                         input_size=data.input_size, width_mult=s["width_mult"])
@@ -271,7 +295,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=sorted(MODES), default="cpu")
     p.add_argument("--families", nargs="*", default=None, help="a subset of the mode's families")
-    p.add_argument("--seeds", type=int, default=None, help="override the mode's number of seeds (5)")
+    p.add_argument("--seeds", type=parse_seeds, default=None,
+                   help="override the mode's seeds: a count N (seeds 0..N-1; the modes run 5) or a range A..B")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
                    help="a subset of the arms (default all; uniform and adjusted are always run)")
     p.add_argument("--warm-start", action="store_true", default=None,
@@ -306,7 +331,7 @@ def main() -> None:
     p.add_argument("--plots", default=None, help="with --render: write the plots into this folder")
     args = p.parse_args()
     # Refused before anything is written (the searches would refuse some of them only later).
-    for flag in ("seeds", "final_epochs", "rounds", "round_epochs", "train_subset"):
+    for flag in ("final_epochs", "rounds", "round_epochs", "train_subset"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     if args.heldout_fraction is not None and not 0 < args.heldout_fraction < 1:
@@ -339,7 +364,7 @@ def main() -> None:
         record = results.family(family)
         for key, search in reused[family].items():  # only those this run searches (random ones are computed)
             arm, seed = key.split("/")
-            if arm in SEARCHED and arm in s["arms"] and int(seed) < s["seeds"]:
+            if arm in SEARCHED and arm in s["arms"] and int(seed) in seed_range(s["seeds"]):
                 record["searches"].setdefault(key, search)
         start = time.perf_counter()
         run_searches(s, family, record, args, results.save)
@@ -353,7 +378,7 @@ def main() -> None:
         print(f"{family}: final trainings done ({time.perf_counter() - start:.0f} s)", flush=True)
         for a, b in comparisons(s["arms"]):
             accs = [(record["finals"][f"{a}/{i}"]["test_acc"], record["finals"][f"{b}/{i}"]["test_acc"])
-                    for i in range(s["seeds"])]
+                    for i in seed_range(s["seeds"])]
             gain, ci = paired_difference([x for x, _ in accs], [y for _, y in accs])
             print(f"  {a} - {b}: {100 * gain:+.2f} points" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else ""),
                   flush=True)

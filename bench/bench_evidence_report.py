@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, comparisons
+from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, comparisons, seed_range
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std, paired_difference
 
@@ -34,38 +34,38 @@ def paper_ratios() -> list[float]:
     return [sum(w / before for w in after) / len(after) for before, after in zip(PAPER_BEFORE, PAPER_AFTER)]
 
 
-def finished(rec: dict, arms, seeds: int) -> bool:
-    return all(f"{arm}/{i}" in rec["finals"] for arm in arms for i in range(seeds))
+def finished(rec: dict, arms, seeds: range) -> bool:
+    return all(f"{arm}/{i}" in rec["finals"] for arm in arms for i in seeds)
 
 
-def arm_results(finals: dict, arm: str, seeds: int) -> tuple[list[float], float]:
+def arm_results(finals: dict, arm: str, seeds: range) -> tuple[list[float], float]:
     """An arm's test accuracies seed by seed, and its mean MACs."""
-    runs = [finals[f"{arm}/{i}"] for i in range(seeds)]
-    return [r["test_acc"] for r in runs], sum(r["macs"] for r in runs) / seeds
+    runs = [finals[f"{arm}/{i}"] for i in seeds]
+    return [r["test_acc"] for r in runs], sum(r["macs"] for r in runs) / len(seeds)
 
 
-def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
+def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
     finals = rec["finals"]
     if not finished(rec, arms, seeds):
         return [f"### {name}", "", "(unfinished: not every arm and seed has its final training)", ""]
-    uniform_macs = finals["uniform/0"]["macs"]
+    uniform = finals[f"uniform/{seeds[0]}"]  # the same widths for every seed
     lines = [f"### {name}", "", "| arm | MACs (mean) | MACs / uniform | test acc % (mean ± std) | per seed |",
              "|---|---:|---:|---:|---|"]
     for arm in arms:
         accs, macs = arm_results(finals, arm, seeds)
         m, sd = mean_std(accs)
-        lines.append(f"| {LABELS[arm]} | {macs:,.0f} | {macs / uniform_macs:.3f} | {_pct(m)} ± {_pct(sd)} | "
+        lines.append(f"| {LABELS[arm]} | {macs:,.0f} | {macs / uniform['macs']:.3f} | {_pct(m)} ± {_pct(sd)} | "
                      f"{', '.join(_pct(a) for a in accs)} |")
     lines += ["", "| paired difference (seed by seed) | mean (points) | 95% CI | per seed | wins |",
               "|---|---:|---|---|---:|"]
     for a, b in comparisons(arms):
-        xs = [finals[f"{a}/{i}"]["test_acc"] for i in range(seeds)]
-        ys = [finals[f"{b}/{i}"]["test_acc"] for i in range(seeds)]
+        xs = [finals[f"{a}/{i}"]["test_acc"] for i in seeds]
+        ys = [finals[f"{b}/{i}"]["test_acc"] for i in seeds]
         gain, ci = paired_difference(xs, ys)
         diffs = [x - y for x, y in zip(xs, ys)]
         lines.append(f"| {LABELS[a]} - {LABELS[b]} | {_pct(gain, True)} | "
                      f"{f'[{_pct(ci[0], True)}, {_pct(ci[1], True)}]' if ci else '-'} | "
-                     f"{', '.join(_pct(d, True) for d in diffs)} | {sum(d > 0 for d in diffs)} of {seeds} |")
+                     f"{', '.join(_pct(d, True) for d in diffs)} | {sum(d > 0 for d in diffs)} of {len(seeds)} |")
     if rec.get("plateau"):
         final_epochs = len(finals["uniform/0"]["train_loss"])
         points = sorted([(int(e), v["test_acc"]) for e, v in rec["plateau"].items()] +
@@ -75,8 +75,7 @@ def family_section(name: str, rec: dict, arms, seeds: int) -> list[str]:
     shapes = []
     for arm in ("adjusted", "random"):
         if arm in arms:
-            ratios = mean_stage_ratios([finals[f"{arm}/{i}"]["widths"] for i in range(seeds)],
-                                       finals["uniform/0"]["widths"])
+            ratios = mean_stage_ratios([finals[f"{arm}/{i}"]["widths"] for i in seeds], uniform["widths"])
             shapes.append(f"{LABELS[arm]}: " + ", ".join(f"stage {j + 1} {r:.2f}" for j, r in enumerate(ratios)))
     if shapes:
         lines += ["", f"Searched / uniform width per stage (mean over seeds): {'; '.join(shapes)}."]
@@ -95,7 +94,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    seeds, arms = data["settings"]["seeds"], data["settings"].get("arms", ARMS)
+    seeds, arms = seed_range(data["settings"]["seeds"]), data["settings"].get("arms", ARMS)
     fams = [(n, r) for n, r in data["families"].items() if finished(r, arms, seeds)]
     if not fams:
         return []
@@ -128,14 +127,14 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     fig = Figure(figsize=(4.5 * (len(fams) + 1), 3.6), layout="constrained")
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams) + 1, j + 1)
-        uniform = rec["finals"]["uniform/0"]["widths"]
+        uniform = rec["finals"][f"uniform/{seeds[0]}"]["widths"]
         keys = list(uniform)
         if "adjusted" in arms:
-            for i in range(seeds):
+            for i in seeds:
                 w = rec["finals"][f"adjusted/{i}"]["widths"]
                 ax.plot(range(len(keys)), [w[k] / uniform[k] for k in keys], marker=".", alpha=0.6, label=f"seed {i}")
         if "random" in arms:
-            mean = [sum(rec["finals"][f"random/{i}"]["widths"][k] for i in range(seeds)) / seeds / uniform[k]
+            mean = [sum(rec["finals"][f"random/{i}"]["widths"][k] for i in seeds) / len(seeds) / uniform[k]
                     for k in keys]
             ax.plot(range(len(keys)), mean, color="black", linestyle="--", label="random-adjusted, mean")
         ax.axhline(1.0, color="black", linewidth=0.8)
@@ -183,13 +182,14 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
                      if s.get("searches_from") else "")
     finals_from = (f"; those whose widths `{s['finals_from']}` had already trained were taken from there "
                    "(per seed: same widths, same settings)" if s.get("finals_from") else "")
+    seeds = seed_range(s["seeds"])
     lines = ["# Evidence: FUR-adjusted widths against uniform and random ones at equal MACs", "",
              f"- mode `{s['mode']}`; device: {data['device']}; torch {data['torch']}; "
              f"{data['started']} to {data.get('updated', '?')}",
              f"- command: `{data['command']}`",
              f"- data: {s['dataset']}, training subset {s['train_subset'] or 'all'}, held-out fraction "
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
-             f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds 0..{s['seeds'] - 1}; "
+             f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds {seeds[0]}..{seeds[-1]}; "
              f"arms {', '.join(LABELS[a] for a in s.get('arms', ARMS))}",
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, the "
              f"method's other defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance){searches_from}",
@@ -199,7 +199,7 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
         lines.append(f"- random-adjusted: {RANDOM_DRAWS[s.get('random_draws', 'seed + round')]}")
     lines.append("")
     for name, rec in data["families"].items():
-        lines += family_section(name, rec, s.get("arms", ARMS), s["seeds"])
+        lines += family_section(name, rec, s.get("arms", ARMS), seeds)
     paper = paper_ratios()
     lines += ["The paper's ResNet-18 0.8x on ImageNet (Figure 4), searched / original width per stage: "
               + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(paper)) + ".", ""]

@@ -122,3 +122,33 @@ def test_the_random_arm_is_computed_not_searched_and_old_draws_are_not_reused(fi
     assert "reused_from" not in record["finals"]["random/0"]  # trained: the earlier one had other widths
     assert abs(record["finals"]["random/0"]["macs"] / record["finals"]["uniform/0"]["macs"] - 1) <= 0.01
     assert "adjusted - random: " in proc.stdout and "random - uniform: " in proc.stdout
+
+
+def test_a_seed_range_runs_those_seeds_alone(first):
+    tmp, _, data = first
+    doctored = json.loads(json.dumps(data))  # seed 0's searches and finals recorded as seed 1's
+    record = doctored["families"]["resnet20"]
+    for table in ("searches", "finals"):
+        record[table] = {key.replace("/0", "/1"): run for key, run in record[table].items()}
+    (tmp / "seed1.json").write_text(json.dumps(doctored))
+    proc = evidence(tmp, "g.json", "--work", str(tmp / "work-g"), "--seeds", "1..1", "--searches-from",
+                    str(tmp / "seed1.json"), "--finals-from", str(tmp / "seed1.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp / "work-g").exists()  # seed 0 is not searched
+    result = json.loads((tmp / "g.json").read_text())
+    assert result["settings"]["seeds"] == "1..1"
+    again = result["families"]["resnet20"]
+    assert set(again["searches"]) == {"adjusted/1", "adjusted_0.64/1"}
+    assert set(again["finals"]) == {"uniform/1", "adjusted/1", "uniform_0.64/1", "adjusted_0.64/1"}
+    assert all(run["reused_from"] == "seed1.json" for run in again["finals"].values())  # nothing trained
+    acc = {key: run["test_acc"] for key, run in again["finals"].items()}
+    assert f"adjusted - uniform: {100 * (acc['adjusted/1'] - acc['uniform/1']):+.2f} points" in proc.stdout
+
+
+@pytest.mark.parametrize("seeds", ["0", "3..1", "1..x", "2..", "x"])
+def test_bad_seeds_are_refused_before_anything_is_written(tmp_path, seeds):
+    proc = evidence(tmp_path, "h.json", "--seeds", seeds)
+    assert proc.returncode == 2
+    assert (f"--seeds: takes a count N >= 1 (seeds 0..N-1) or a range A..B with 0 <= A <= B (seeds A to B), "
+            f"got {seeds!r}") in proc.stderr
+    assert not (tmp_path / "h.json").exists()

@@ -16,7 +16,7 @@ WIDTHS = {"uniform": UNIFORM, "adjusted": {"stage1.block0.conv1": 8, "stage2.blo
           "random": {"stage1.block0.conv1": 24, "stage2.block0.conv1": 24}}
 
 
-def results(seeds: int = 3, warm_start: bool = True, searches_from: str | None = "earlier.json") -> dict:
+def results(seeds: int | str = 3, warm_start: bool = True, searches_from: str | None = "earlier.json") -> dict:
     finals = {f"{arm}/{i}": {"test_acc": ACCS[arm][i], "macs": 1_000_000 + 1000 * i, "widths": WIDTHS[arm],
                              "train_loss": [1.0] * 8, "seconds": 60.0 + i}
               for arm in ACCS for i in range(3)}
@@ -69,6 +69,19 @@ def test_settings_curve_stage_shape_and_times_are_stated(tmp_path):
     assert "(1 of its 9 final trainings taken from earlier runs, with their times)." in md
     cold = render(tmp_path, results(warm_start=False, searches_from=None))
     assert "10 rounds x 8 epochs (every round from scratch), FUR repeats 2" in cold and "taken from there" not in cold
+
+
+def test_a_seed_range_is_tabulated_over_its_seeds_alone(tmp_path):
+    data = results(seeds="1..2")
+    record = data["families"]["pyramidnet20"]
+    record["finals"] = {k: v for k, v in record["finals"].items() if not k.endswith("/0")}
+    record["plateau"] = {}  # a run's plateau trainings are seed 0's
+    md = render(tmp_path, data)
+    assert "; seeds 1..2; arms" in md
+    # MACs / uniform against uniform seed 1's 1,001,000; the mean of 1,001,000 and 1,002,000 is 1,001,500.
+    assert "| uniform | 1,001,500 | 1.000 | 91.50 ± 0.71 | 91.00, 92.00 |" in md
+    # adjusted - uniform per seed: 0, +2; mean 1, sd sqrt(2), t(0.975, 1 df) = 12.706: 1 -+ 12.706.
+    assert "| FUR-adjusted - uniform | +1.00 | [-11.71, +13.71] | +0.00, +2.00 | 1 of 2 |" in md
 
 
 def test_an_unfinished_family_is_marked_and_not_tabulated(tmp_path):
