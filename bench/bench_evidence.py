@@ -360,11 +360,12 @@ def main() -> None:
     args.work = args.work or f"runs/evidence-{args.mode}"
     args.out = args.out or f"{args.work}/results.json"
     results = Results(Path(args.out), {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()})
+    seeds = seed_range(s["seeds"])
     for family in s["families"]:
         record = results.family(family)
         for key, search in reused[family].items():  # only those this run searches (random ones are computed)
             arm, seed = key.split("/")
-            if arm in SEARCHED and arm in s["arms"] and int(seed) in seed_range(s["seeds"]):
+            if arm in SEARCHED and arm in s["arms"] and int(seed) in seeds:
                 record["searches"].setdefault(key, search)
         start = time.perf_counter()
         run_searches(s, family, record, args, results.save)
@@ -378,7 +379,7 @@ def main() -> None:
         print(f"{family}: final trainings done ({time.perf_counter() - start:.0f} s)", flush=True)
         for a, b in comparisons(s["arms"]):
             accs = [(record["finals"][f"{a}/{i}"]["test_acc"], record["finals"][f"{b}/{i}"]["test_acc"])
-                    for i in seed_range(s["seeds"])]
+                    for i in seeds]
             gain, ci = paired_difference([x for x, _ in accs], [y for _, y in accs])
             print(f"  {a} - {b}: {100 * gain:+.2f} points" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else ""),
                   flush=True)

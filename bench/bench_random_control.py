@@ -46,10 +46,10 @@ def paths(family: str, seeds, rounds: int, seed_of, width_mult: float = 0.5) -> 
                                                          "seed": seed}), arch, seed_of=seed_of) for seed in seeds]
 
 
-def recorded_searches() -> dict[tuple, list[str]]:
+def recorded_searches() -> list[tuple[str, int, float, dict[int, dict[str, int]], list[str]]]:
     """The random searches of every Fashion-MNIST evidence file, as (family, rounds, width
-    multiplier, {seed: widths}) -> the files that hold exactly those (many files share them)."""
-    groups: dict[tuple, list[str]] = {}
+    multiplier, {seed: widths}, the files that hold exactly those): many files share them."""
+    groups: dict[str, tuple] = {}
     for path in sorted(HERE.glob("results_evidence_*.json")):
         data = json.loads(path.read_text())
         s = data["settings"]
@@ -59,9 +59,9 @@ def recorded_searches() -> dict[tuple, list[str]]:
             widths = {int(k.split("/")[1]): v["widths"] for k, v in record["searches"].items()
                       if k.startswith("random/")}
             if widths:
-                key = (family, s["rounds"], s["width_mult"], json.dumps(widths, sort_keys=True))
-                groups.setdefault(key, []).append(path.name)
-    return groups
+                key = json.dumps([family, s["rounds"], s["width_mult"], widths], sort_keys=True)
+                groups.setdefault(key, (family, s["rounds"], s["width_mult"], widths, []))[-1].append(path.name)
+    return list(groups.values())
 
 
 def main() -> None:
@@ -80,8 +80,7 @@ def main() -> None:
              "Fashion-MNIST geometry, the method's defaults: k 6, k decay 0.5, arch lr 0.15, 1% tolerance); "
              "stage ratio = mean over a stage's layers of searched / uniform width", ""]
 
-    recorded = [(family, rounds, width_mult, {int(seed): w for seed, w in json.loads(widths).items()}, names)
-                for (family, rounds, width_mult, widths), names in recorded_searches().items()]
+    recorded = recorded_searches()
     matched = total = 0
     for family, rounds, width_mult, widths, names in recorded:  # each set of searches once, counted per file
         computed = paths(family, sorted(widths), rounds, RULES[OLD_RULE], width_mult)
