@@ -69,7 +69,7 @@ from netadjust.config import SearchConfig, TrainConfig
 from netadjust.data import load_dataset
 from netadjust.models import get_arch
 from netadjust.search import random_guided_widths, search_many
-from netadjust.stats import paired_difference
+from netadjust.stats import paired_difference, paired_p_value
 from netadjust.train import Training, train_concurrently
 
 ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64")
@@ -380,8 +380,10 @@ def main() -> None:
         for a, b in comparisons(s["arms"]):
             accs = [(record["finals"][f"{a}/{i}"]["test_acc"], record["finals"][f"{b}/{i}"]["test_acc"])
                     for i in seeds]
-            gain, ci = paired_difference([x for x, _ in accs], [y for _, y in accs])
-            print(f"  {a} - {b}: {100 * gain:+.2f} points" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else ""),
+            xs, ys = [x for x, _ in accs], [y for _, y in accs]
+            gain, ci = paired_difference(xs, ys)
+            print(f"  {a} - {b}: {100 * gain:+.2f} points" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}], "
+                                                              f"p = {paired_p_value(xs, ys):.2g}" if ci else ""),
                   flush=True)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, comparisons, seed_range
 from netadjust.config import SearchConfig
-from netadjust.stats import mean_std, paired_difference
+from netadjust.stats import mean_std, paired_difference, paired_p_value
 
 LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
           "uniform_0.64": "uniform 0.64x", "adjusted_0.64": "FUR-adjusted 0.64x"}
@@ -15,6 +15,15 @@ LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-ad
 
 def _pct(x: float, sign: bool = False) -> str:
     return f"{100 * x:{'+' if sign else ''}.2f}"
+
+
+def format_p(p: float | None) -> str:
+    """A two-sided p-value: two decimals from 0.1 up, two significant figures below ("-" where there is none)."""
+    if p is None:
+        return "-"
+    if p < 1e-4:
+        return "< 0.0001"
+    return f"{p:.2f}" if p >= 0.0995 else f"{p:.2g}"
 
 
 def stage_ratios(widths: dict[str, int], uniform: dict[str, int]) -> list[float]:
@@ -56,8 +65,8 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
         m, sd = mean_std(accs)
         lines.append(f"| {LABELS[arm]} | {macs:,.0f} | {macs / uniform['macs']:.3f} | {_pct(m)} ± {_pct(sd)} | "
                      f"{', '.join(_pct(a) for a in accs)} |")
-    lines += ["", "| paired difference (seed by seed) | mean (points) | 95% CI | per seed | wins |",
-              "|---|---:|---|---|---:|"]
+    lines += ["", "| paired difference (seed by seed) | mean (points) | 95% CI | per seed | wins | p (paired t) |",
+              "|---|---:|---|---|---:|---:|"]
     for a, b in comparisons(arms):
         xs = [finals[f"{a}/{i}"]["test_acc"] for i in seeds]
         ys = [finals[f"{b}/{i}"]["test_acc"] for i in seeds]
@@ -65,7 +74,8 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
         diffs = [x - y for x, y in zip(xs, ys)]
         lines.append(f"| {LABELS[a]} - {LABELS[b]} | {_pct(gain, True)} | "
                      f"{f'[{_pct(ci[0], True)}, {_pct(ci[1], True)}]' if ci else '-'} | "
-                     f"{', '.join(_pct(d, True) for d in diffs)} | {sum(d > 0 for d in diffs)} of {len(seeds)} |")
+                     f"{', '.join(_pct(d, True) for d in diffs)} | {sum(d > 0 for d in diffs)} of {len(seeds)} | "
+                     f"{format_p(paired_p_value(xs, ys))} |")
     if rec.get("plateau"):
         final_epochs = len(finals["uniform/0"]["train_loss"])
         points = sorted([(int(e), v["test_acc"]) for e, v in rec["plateau"].items()] +

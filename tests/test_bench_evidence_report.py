@@ -54,6 +54,11 @@ def test_tables_give_each_arm_and_the_paired_differences(tmp_path):
     # adjusted - random: +2, -1, +3 (sd 2.08, half-width 5.17); random - uniform: -1, +1, -1.
     assert "| FUR-adjusted - random-adjusted | +1.33 | [-3.84, +6.50] | +2.00, -1.00, +3.00 | 2 of 3 |" in md
     assert "| random-adjusted - uniform | -0.33 | [-3.20, +2.54] | -1.00, +1.00, -1.00 | 1 of 3 |" in md
+    # Two-sided p of the paired t test, from t's closed form at 2 df, p = 1 - t / sqrt(2 + t^2):
+    # t = sqrt(3) gives 0.225; t = 1.109 gives 0.383; t = 0.5 gives 2/3.
+    assert "| +1.00, +0.00, +2.00 | 2 of 3 | 0.23 |" in md
+    assert "| +2.00, -1.00, +3.00 | 2 of 3 | 0.38 |" in md
+    assert "| -1.00, +1.00, -1.00 | 1 of 3 | 0.67 |" in md
 
 
 def test_settings_curve_stage_shape_and_times_are_stated(tmp_path):

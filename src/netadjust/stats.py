@@ -1,4 +1,4 @@
-"""Small statistics for results over seeds and repeats: means, spreads, confidence intervals.
+"""Small statistics for results over seeds and repeats: means, spreads, confidence intervals, p-values.
 
 No SciPy: Student's t quantile is found by bisection on its CDF, integrated numerically
 (Simpson's rule on the density); it matches published tables to 1e-4.
@@ -61,6 +61,22 @@ def paired_difference(a: Sequence[float], b: Sequence[float],
                       level: float = 0.95) -> tuple[float, tuple[float, float] | None]:
     """Mean of ``a[i] - b[i]`` and its confidence interval: the comparison of two arms run on
     the same seeds, where seed-to-seed variation common to both cancels."""
+    return mean_ci(_differences(a, b), level)
+
+
+def _differences(a: Sequence[float], b: Sequence[float]) -> list[float]:
     if len(a) != len(b):
         raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
-    return mean_ci([x - y for x, y in zip(a, b)], level)
+    return [x - y for x, y in zip(a, b)]
+
+
+def paired_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of the paired t test that the mean of ``a[i] - b[i]`` is 0 (``None`` for
+    fewer than two pairs). Equal pairs throughout give 1; a nonzero difference with no spread, 0."""
+    diffs = _differences(a, b)
+    if len(diffs) < 2:
+        return None
+    mean, err = mean_stderr(diffs)
+    if err == 0:
+        return 1.0 if mean == 0 else 0.0
+    return max(0.0, 2 * (1 - _t_cdf(abs(mean) / err, len(diffs) - 1)))
