@@ -60,6 +60,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -124,9 +125,37 @@ def seed_range(seeds: int | str) -> range:
     return range(first, last + 1)
 
 
-def comparisons(arms) -> list[tuple[str, str]]:
-    """The paired comparisons whose two arms were both run."""
-    return [(a, b) for a, b in COMPARISONS if a in arms and b in arms]
+class Comparison(NamedTuple):
+    """Arm ``a`` against arm ``b`` over the same seeds: test accuracy differences seed by seed, their mean,
+    95% t interval and the paired t test's two-sided p (interval and p ``None`` for one seed)."""
+    a: str
+    b: str
+    diffs: list[float]
+    gain: float
+    ci: tuple[float, float] | None
+    p: float | None
+
+
+def compare(finals: dict, arms, seeds) -> list[Comparison]:
+    """Every comparison of COMPARISONS whose two arms are both in ``arms``, from the final trainings
+    ``finals`` (keys ``arm/seed``)."""
+    out = []
+    pairs = [(a, b) for a, b in COMPARISONS if a in arms and b in arms]
+    for a, b in pairs:
+        xs = [finals[f"{a}/{i}"]["test_acc"] for i in seeds]
+        ys = [finals[f"{b}/{i}"]["test_acc"] for i in seeds]
+        gain, ci = paired_difference(xs, ys)
+        out.append(Comparison(a, b, [x - y for x, y in zip(xs, ys)], gain, ci, paired_p_value(xs, ys)))
+    return out
+
+
+def format_p(p: float | None) -> str:
+    """A two-sided p-value: two decimals from 0.1 up, two significant figures below ("-" where there is none)."""
+    if p is None:
+        return "-"
+    if p < 1e-4:
+        return "< 0.0001"
+    return f"{p:.2f}" if p >= 0.0995 else f"{p:.2g}"
 
 
 class Results:
@@ -377,14 +406,9 @@ def main() -> None:
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         results.save()
         print(f"{family}: final trainings done ({time.perf_counter() - start:.0f} s)", flush=True)
-        for a, b in comparisons(s["arms"]):
-            accs = [(record["finals"][f"{a}/{i}"]["test_acc"], record["finals"][f"{b}/{i}"]["test_acc"])
-                    for i in seeds]
-            xs, ys = [x for x, _ in accs], [y for _, y in accs]
-            gain, ci = paired_difference(xs, ys)
-            print(f"  {a} - {b}: {100 * gain:+.2f} points" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}], "
-                                                              f"p = {paired_p_value(xs, ys):.2g}" if ci else ""),
-                  flush=True)
+        for c in compare(record["finals"], s["arms"], seeds):
+            print(f"  {c.a} - {c.b}: {100 * c.gain:+.2f} points"
+                  + (f" [{100 * c.ci[0]:+.2f}, {100 * c.ci[1]:+.2f}], p = {format_p(c.p)}" if c.ci else ""), flush=True)
 
 
 if __name__ == "__main__":

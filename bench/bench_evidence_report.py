@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, comparisons, seed_range
+from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, compare, format_p, seed_range
 from netadjust.config import SearchConfig
-from netadjust.stats import mean_std, paired_difference, paired_p_value
+from netadjust.stats import mean_std
 
 LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
           "uniform_0.64": "uniform 0.64x", "adjusted_0.64": "FUR-adjusted 0.64x"}
@@ -15,15 +15,6 @@ LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-ad
 
 def _pct(x: float, sign: bool = False) -> str:
     return f"{100 * x:{'+' if sign else ''}.2f}"
-
-
-def format_p(p: float | None) -> str:
-    """A two-sided p-value: two decimals from 0.1 up, two significant figures below ("-" where there is none)."""
-    if p is None:
-        return "-"
-    if p < 1e-4:
-        return "< 0.0001"
-    return f"{p:.2f}" if p >= 0.0995 else f"{p:.2g}"
 
 
 def stage_ratios(widths: dict[str, int], uniform: dict[str, int]) -> list[float]:
@@ -67,15 +58,11 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
                      f"{', '.join(_pct(a) for a in accs)} |")
     lines += ["", "| paired difference (seed by seed) | mean (points) | 95% CI | per seed | wins | p (paired t) |",
               "|---|---:|---|---|---:|---:|"]
-    for a, b in comparisons(arms):
-        xs = [finals[f"{a}/{i}"]["test_acc"] for i in seeds]
-        ys = [finals[f"{b}/{i}"]["test_acc"] for i in seeds]
-        gain, ci = paired_difference(xs, ys)
-        diffs = [x - y for x, y in zip(xs, ys)]
-        lines.append(f"| {LABELS[a]} - {LABELS[b]} | {_pct(gain, True)} | "
-                     f"{f'[{_pct(ci[0], True)}, {_pct(ci[1], True)}]' if ci else '-'} | "
-                     f"{', '.join(_pct(d, True) for d in diffs)} | {sum(d > 0 for d in diffs)} of {len(seeds)} | "
-                     f"{format_p(paired_p_value(xs, ys))} |")
+    for c in compare(finals, arms, seeds):
+        lines.append(f"| {LABELS[c.a]} - {LABELS[c.b]} | {_pct(c.gain, True)} | "
+                     f"{f'[{_pct(c.ci[0], True)}, {_pct(c.ci[1], True)}]' if c.ci else '-'} | "
+                     f"{', '.join(_pct(d, True) for d in c.diffs)} | {sum(d > 0 for d in c.diffs)} of {len(seeds)} | "
+                     f"{format_p(c.p)} |")
     if rec.get("plateau"):
         final_epochs = len(finals["uniform/0"]["train_loss"])
         points = sorted([(int(e), v["test_acc"]) for e, v in rec["plateau"].items()] +
