@@ -48,7 +48,9 @@ continues where the last one stopped.
     python bench/bench_evidence.py --render bench/results_evidence_cpu_half.json --plots bench/plots
 
 ``--render`` prints the markdown of one results file; bench/RESULTS_evidence.md gathers those of
-the runs made, under a reading written by hand.
+the runs made, under a reading written by hand. ``--plans bench/evidence_plans.json`` prints the
+table of the tests fixed in a commit before their results (the ledger names each one's plan, results
+file, family, seeds and comparison), every figure computed from the results files.
 """
 
 from __future__ import annotations
@@ -358,6 +360,8 @@ def main() -> None:
     p.add_argument("--out", default=None, help="JSON file of the results (default WORK/results.json)")
     p.add_argument("--render", metavar="JSON", help="print the markdown of a results file and exit")
     p.add_argument("--plots", default=None, help="with --render: write the plots into this folder")
+    p.add_argument("--plans", metavar="JSON",
+                   help="print the table of the planned tests a ledger lists (bench/evidence_plans.json) and exit")
     args = p.parse_args()
     # Refused before anything is written (the searches would refuse some of them only later).
     for flag in ("final_epochs", "rounds", "round_epochs", "train_subset"):
@@ -369,6 +373,11 @@ def main() -> None:
         from bench_evidence_report import render  # noqa: PLC0415 - matplotlib only when rendering
 
         print(render(Path(args.render), Path(args.plots) if args.plots else None))
+        return
+    if args.plans:
+        from bench_evidence_report import planned_tests  # noqa: PLC0415
+
+        print(planned_tests(Path(args.plans)))
         return
     s = dict(MODES[args.mode], mode=args.mode)
     overrides = {"dataset": args.dataset, "families": tuple(args.families) if args.families else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench_evidence import ARMS, PAPER_AFTER, PAPER_BEFORE, compare, format_p, seed_range
+from bench_evidence import ARMS, COMPARISONS, PAPER_AFTER, PAPER_BEFORE, compare, format_p, parse_seeds, seed_range
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
 
@@ -203,4 +203,44 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
     if plot_folder is not None:
         for name in plots(data, plot_folder, path.stem.removeprefix("results_")):
             lines += [f"![{name}](plots/{name})", ""]
+    return "\n".join(lines)
+
+
+def _plan_row(folder: Path, test: dict) -> str:
+    """One row of :func:`planned_tests`, its figures computed from the results file the test names."""
+    where = f"{test.get('plan', '?')} ({test.get('file')}, {test.get('family')}, seeds {test.get('seeds')})"
+    a, b = test["comparison"]
+    if (a, b) not in COMPARISONS:
+        raise SystemExit(f"planned test {where}: comparison {a} - {b} is none of "
+                         f"{', '.join(f'{x} - {y}' for x, y in COMPARISONS)}")
+    path = folder / test["file"]
+    if not path.exists():
+        raise SystemExit(f"planned test {where}: {path} does not exist")
+    data = json.loads(path.read_text())
+    s, seeds = data["settings"], seed_range(parse_seeds(test["seeds"]))
+    finals = data["families"].get(test["family"], {}).get("finals", {})
+    missing = [f"{arm}/{i}" for arm in (a, b) for i in seeds if f"{arm}/{i}" not in finals]
+    if missing:
+        raise SystemExit(f"planned test {where}: {path.name} has no final training of {', '.join(missing)}")
+    (c,) = compare(finals, (a, b), seeds)
+    ci = f"[{_pct(c.ci[0], True)}, {_pct(c.ci[1], True)}]"
+    if c.ci[0] > 0 or c.ci[1] < 0:
+        ci = f"**{ci}**"
+    draws = ("-" if "random" not in (a, b) else
+             "independent" if s.get("random_draws") == "per seed" else "shared")
+    search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
+              if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
+    return (f"| {test['plan']} | {test['family']} | {s['train_subset'] or 'all'} | {search} | {s['final_epochs']} | "
+            f"{seeds[0]}..{seeds[-1]} | {LABELS[a]} - {LABELS[b]} | {draws} | {test['role']} | "
+            f"{_pct(c.gain, True)} | {ci} | {sum(d > 0 for d in c.diffs)} of {len(seeds)} | {format_p(c.p)} |")
+
+
+def planned_tests(path: Path) -> str:
+    """The markdown table of the tests a ledger (``bench/evidence_plans.json``) lists, each fixed in a plan's commit
+    before its results: every figure is computed from the results file it names, beside the ledger."""
+    tests = json.loads(path.read_text())["tests"]
+    lines = ["| plan (commit) | family | training images | search | final epochs | seeds | "
+             "comparison | random control's draws | role in the plan | mean (points) | 95% CI | wins | p (paired t) |",
+             "|---|---|---:|---|---:|---|---|---|---|---:|---|---:|---:|"]
+    lines += [_plan_row(path.parent, test) for test in tests]
     return "\n".join(lines)

@@ -110,3 +110,56 @@ def test_plots_are_written_and_linked(tmp_path):
     for name in ("evidence_test_accuracy_vs_macs.png", "evidence_test_widths.png"):
         assert f"![{name}](plots/{name})" in md
         assert mpimg.imread(tmp_path / "plots" / name).shape[0] > 100
+
+
+def plans(tmp_path: Path, data: dict, tests: list[dict]) -> subprocess.CompletedProcess:
+    (tmp_path / "results_evidence_test.json").write_text(json.dumps(data))
+    ledger = tmp_path / "plans.json"
+    ledger.write_text(json.dumps({"tests": tests}))
+    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--plans", str(ledger)],
+                          capture_output=True, text=True)
+
+
+def planned(seeds: str, a: str, b: str, role: str = "primary") -> dict:
+    return {"plan": "abc1234", "file": "results_evidence_test.json", "family": "pyramidnet20", "seeds": seeds,
+            "comparison": [a, b], "role": role}
+
+
+def test_planned_tests_are_computed_from_the_files_and_seeds_they_name(tmp_path):
+    data = results()
+    finals = data["families"]["pyramidnet20"]["finals"]
+    for i, d in enumerate((0.010, 0.011, 0.009)):  # adjusted - uniform: +1.0, +1.1, +0.9 points
+        finals[f"adjusted/{i}"]["test_acc"] = finals[f"uniform/{i}"]["test_acc"] + d
+    proc = plans(tmp_path, data, [planned("0..2", "adjusted", "uniform"),
+                                  planned("1..2", "random", "uniform", "secondary")])
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    assert len(rows) == 4 and rows[0].startswith("| plan (commit) | family |")
+    # mean 1.0, sd 0.1: 1 -+ 4.3027 * 0.1 / sqrt(3) = [+0.75, +1.25], in bold as it excludes 0; t = 17.3 at 2 df
+    # gives p = 1 - t / sqrt(2 + t^2) = 0.0033.
+    assert rows[2] == ("| abc1234 | pyramidnet20 | 4000 | 10 rounds: 8 epochs, then 2 warm-started | 8 | 0..2 | "
+                       "FUR-adjusted - uniform | - | primary | +1.00 | **[+0.75, +1.25]** | 3 of 3 | 0.0033 |")
+    # random - uniform on seeds 1 and 2 alone: +1, -1 points; mean 0, p = 1; the control's draws are named.
+    assert rows[3] == ("| abc1234 | pyramidnet20 | 4000 | 10 rounds: 8 epochs, then 2 warm-started | 8 | 1..2 | "
+                       "random-adjusted - uniform | shared | secondary | +0.00 | [-12.71, +12.71] | 1 of 2 | 1.00 |")
+    data["settings"].update(random_draws="per seed", warm_start=False)
+    proc = plans(tmp_path, data, [planned("1..2", "random", "uniform")])
+    assert "| 10 rounds x 8 epochs | 8 | 1..2 | random-adjusted - uniform | independent |" in proc.stdout
+
+
+@pytest.mark.parametrize("test, message", [
+    (planned("0..2", "uniform", "adjusted"), "comparison uniform - adjusted is none of adjusted - uniform, "),
+    (planned("0..3", "adjusted", "uniform"), "has no final training of adjusted/3, uniform/3"),
+    ({**planned("0..2", "adjusted", "uniform"), "file": "gone.json"}, "gone.json does not exist"),
+])
+def test_a_planned_test_the_files_cannot_answer_is_refused_by_name(tmp_path, test, message):
+    proc = plans(tmp_path, results(), [test])
+    assert proc.returncode != 0 and message in proc.stderr
+    assert "planned test abc1234 (" in proc.stderr
+
+
+def test_the_committed_ledger_renders_and_results_evidence_shows_its_table():
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--plans",
+                           str(REPO / "bench" / "evidence_plans.json")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in (REPO / "bench" / "RESULTS_evidence.md").read_text()
