@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -216,15 +217,19 @@ def _plan_row(folder: Path, test: dict) -> str:
     path = folder / test["file"]
     if not path.exists():
         raise SystemExit(f"planned test {where}: {path} does not exist")
+    try:
+        seeds = seed_range(parse_seeds(test["seeds"]))
+    except argparse.ArgumentTypeError as e:
+        raise SystemExit(f"planned test {where}: seeds {e}") from None
     data = json.loads(path.read_text())
-    s, seeds = data["settings"], seed_range(parse_seeds(test["seeds"]))
+    s = data["settings"]
     finals = data["families"].get(test["family"], {}).get("finals", {})
     missing = [f"{arm}/{i}" for arm in (a, b) for i in seeds if f"{arm}/{i}" not in finals]
     if missing:
         raise SystemExit(f"planned test {where}: {path.name} has no final training of {', '.join(missing)}")
     (c,) = compare(finals, (a, b), seeds)
-    ci = f"[{_pct(c.ci[0], True)}, {_pct(c.ci[1], True)}]"
-    if c.ci[0] > 0 or c.ci[1] < 0:
+    ci = f"[{_pct(c.ci[0], True)}, {_pct(c.ci[1], True)}]" if c.ci else "-"  # none for one seed
+    if c.ci and (c.ci[0] > 0 or c.ci[1] < 0):
         ci = f"**{ci}**"
     draws = ("-" if "random" not in (a, b) else
              "independent" if s.get("random_draws") == "per seed" else "shared")

@@ -143,14 +143,17 @@ def test_planned_tests_are_computed_from_the_files_and_seeds_they_name(tmp_path)
     assert rows[3] == ("| abc1234 | pyramidnet20 | 4000 | 10 rounds: 8 epochs, then 2 warm-started | 8 | 1..2 | "
                        "random-adjusted - uniform | shared | secondary | +0.00 | [-12.71, +12.71] | 1 of 2 | 1.00 |")
     data["settings"].update(random_draws="per seed", warm_start=False)
-    proc = plans(tmp_path, data, [planned("1..2", "random", "uniform")])
+    proc = plans(tmp_path, data, [planned("1..2", "random", "uniform"), planned("0..0", "adjusted", "random")])
     assert "| 10 rounds x 8 epochs | 8 | 1..2 | random-adjusted - uniform | independent |" in proc.stdout
+    # One seed has a difference (+2 points) but no interval or p.
+    assert "| 0..0 | FUR-adjusted - random-adjusted | independent | primary | +2.00 | - | 1 of 1 | - |" in proc.stdout
 
 
 @pytest.mark.parametrize("test, message", [
     (planned("0..2", "uniform", "adjusted"), "comparison uniform - adjusted is none of adjusted - uniform, "),
     (planned("0..3", "adjusted", "uniform"), "has no final training of adjusted/3, uniform/3"),
     ({**planned("0..2", "adjusted", "uniform"), "file": "gone.json"}, "gone.json does not exist"),
+    (planned("2..1", "adjusted", "uniform"), "seeds takes a count N >= 1 (seeds 0..N-1) or a range A..B"),
 ])
 def test_a_planned_test_the_files_cannot_answer_is_refused_by_name(tmp_path, test, message):
     proc = plans(tmp_path, results(), [test])
