@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_evidence import ARMS, COMPARISONS, PAPER_AFTER, PAPER_BEFORE, compare, format_p, parse_seeds, seed_range
+from bench_evidence import ARMS, COMPARISONS, Comparison, PAPER_AFTER, PAPER_BEFORE, compare, format_p, parse_seeds, seed_range
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
 
@@ -16,6 +16,15 @@ LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-ad
 
 def _pct(x: float, sign: bool = False) -> str:
     return f"{100 * x:{'+' if sign else ''}.2f}"
+
+
+def _interval(c: Comparison) -> str:
+    """A comparison's 95% interval in points ("-" for one seed)."""
+    return f"[{_pct(c.ci[0], True)}, {_pct(c.ci[1], True)}]" if c.ci else "-"
+
+
+def _wins(c: Comparison) -> str:
+    return f"{sum(d > 0 for d in c.diffs)} of {len(c.diffs)}"
 
 
 def stage_ratios(widths: dict[str, int], uniform: dict[str, int]) -> list[float]:
@@ -60,10 +69,8 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
     lines += ["", "| paired difference (seed by seed) | mean (points) | 95% CI | per seed | wins | p (paired t) |",
               "|---|---:|---|---|---:|---:|"]
     for c in compare(finals, arms, seeds):
-        lines.append(f"| {LABELS[c.a]} - {LABELS[c.b]} | {_pct(c.gain, True)} | "
-                     f"{f'[{_pct(c.ci[0], True)}, {_pct(c.ci[1], True)}]' if c.ci else '-'} | "
-                     f"{', '.join(_pct(d, True) for d in c.diffs)} | {sum(d > 0 for d in c.diffs)} of {len(seeds)} | "
-                     f"{format_p(c.p)} |")
+        lines.append(f"| {LABELS[c.a]} - {LABELS[c.b]} | {_pct(c.gain, True)} | {_interval(c)} | "
+                     f"{', '.join(_pct(d, True) for d in c.diffs)} | {_wins(c)} | {format_p(c.p)} |")
     if rec.get("plateau"):
         final_epochs = len(finals["uniform/0"]["train_loss"])
         points = sorted([(int(e), v["test_acc"]) for e, v in rec["plateau"].items()] +
@@ -207,8 +214,9 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def _plan_row(folder: Path, test: dict) -> str:
-    """One row of :func:`planned_tests`, its figures computed from the results file the test names."""
+def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
+    """One row of :func:`planned_tests`, its figures computed from the results file the test names (read once
+    into ``loaded`` for all the rows that name it)."""
     where = f"{test.get('plan', '?')} ({test.get('file')}, {test.get('family')}, seeds {test.get('seeds')})"
     a, b = test["comparison"]
     if (a, b) not in COMPARISONS:
@@ -221,14 +229,16 @@ def _plan_row(folder: Path, test: dict) -> str:
         seeds = seed_range(parse_seeds(test["seeds"]))
     except argparse.ArgumentTypeError as e:
         raise SystemExit(f"planned test {where}: seeds {e}") from None
-    data = json.loads(path.read_text())
+    if path not in loaded:
+        loaded[path] = json.loads(path.read_text())
+    data = loaded[path]
     s = data["settings"]
     finals = data["families"].get(test["family"], {}).get("finals", {})
     missing = [f"{arm}/{i}" for arm in (a, b) for i in seeds if f"{arm}/{i}" not in finals]
     if missing:
         raise SystemExit(f"planned test {where}: {path.name} has no final training of {', '.join(missing)}")
     (c,) = compare(finals, (a, b), seeds)
-    ci = f"[{_pct(c.ci[0], True)}, {_pct(c.ci[1], True)}]" if c.ci else "-"  # none for one seed
+    ci = _interval(c)
     if c.ci and (c.ci[0] > 0 or c.ci[1] < 0):
         ci = f"**{ci}**"
     draws = ("-" if "random" not in (a, b) else
@@ -237,7 +247,7 @@ def _plan_row(folder: Path, test: dict) -> str:
               if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
     return (f"| {test['plan']} | {test['family']} | {s['train_subset'] or 'all'} | {search} | {s['final_epochs']} | "
             f"{seeds[0]}..{seeds[-1]} | {LABELS[a]} - {LABELS[b]} | {draws} | {test['role']} | "
-            f"{_pct(c.gain, True)} | {ci} | {sum(d > 0 for d in c.diffs)} of {len(seeds)} | {format_p(c.p)} |")
+            f"{_pct(c.gain, True)} | {ci} | {_wins(c)} | {format_p(c.p)} |")
 
 
 def planned_tests(path: Path) -> str:
@@ -247,5 +257,6 @@ def planned_tests(path: Path) -> str:
     lines = ["| plan (commit) | family | training images | search | final epochs | seeds | "
              "comparison | random control's draws | role in the plan | mean (points) | 95% CI | wins | p (paired t) |",
              "|---|---|---:|---|---:|---|---|---|---|---:|---|---:|---:|"]
-    lines += [_plan_row(path.parent, test) for test in tests]
+    loaded: dict[Path, dict] = {}
+    lines += [_plan_row(path.parent, test, loaded) for test in tests]
     return "\n".join(lines)
