@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from data_files import write_cifar100
+
 REPO = Path(__file__).resolve().parents[1]
 # One seed of ResNet-20 on digits (the quick mode), the 0.64x arms too, 1-epoch finals, no plateau runs.
 SMALL = ["--mode", "quick", "--families", "resnet20", "--seeds", "1", "--arms", "uniform_0.64", "adjusted_0.64",
@@ -152,3 +154,28 @@ def test_bad_seeds_are_refused_before_anything_is_written(tmp_path, seeds):
     assert (f"--seeds: takes a count N >= 1 (seeds 0..N-1) or a range A..B with 0 <= A <= B (seeds A to B), "
             f"got {seeds!r}") in proc.stderr
     assert not (tmp_path / "h.json").exists()
+
+
+def test_the_paper_protocol_runs_on_cifar100(tmp_path):
+    """``--mode paper`` (CIFAR-100, width 1.0, the official search settings) end to end on a few images in the
+    original archive's format, its rounds and epochs cut to one: the path a user with the data takes."""
+    write_cifar100(tmp_path / "data", n_train=300, n_test=10)
+    out = tmp_path / "paper.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--mode", "paper", "--dataset",
+                           "cifar100", "--data-dir", str(tmp_path / "data"), "--families", "resnet20", "--seeds", "1",
+                           "--arms", "random", "--rounds", "1", "--round-epochs", "1", "--final-epochs", "1",
+                           "--work", str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    s = data["settings"]
+    assert (s["dataset"], s["width_mult"], s["repeats"], s["rounds"], s["epochs"]) == ("cifar100", 1.0, 5, 1, 1)
+    finals = data["families"]["resnet20"]["finals"]
+    assert set(finals) == {"uniform/0", "adjusted/0", "random/0"}
+    assert finals["uniform/0"]["macs"] == 40_556_800  # the paper's ResNet-20 on CIFAR-100 (tests/test_models.py)
+    assert all(abs(run["macs"] / finals["uniform/0"]["macs"] - 1) <= 0.01 for run in finals.values())
+    report = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--render", str(out)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "- data: cifar100, training subset all" in report.stdout
+    assert "The paper's ResNet-18 0.8x on ImageNet (Figure 4)" in report.stdout
