@@ -13,7 +13,8 @@ recipe, the same seeds; differences are paired seed by seed):
    draws (see ``netadjust.search.round_seed``); their widths are not this control's, so their
    random searches are never reused, and their random finals only where the widths match;
 4. ``uniform_0.64`` against ``adjusted_0.64``: the family's widths scaled to 0.64x the MACs, and a
-   search at ``--budget 0.64``.
+   search at ``--budget 0.64``. Uniform minus ``uniform_0.64`` is what 1/0.64 times the MACs buy the uniform
+   widths: the yardstick of what a search's gain at equal MACs is worth.
 
 Every arm's widths are then trained with the same final schedule (``final_epochs`` on train +
 held-out, as a search's final comparison) and tested. ``plateau`` trains the uniform widths of
@@ -78,7 +79,7 @@ from netadjust.train import Training, train_concurrently
 ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64")
 SEARCHED = {"adjusted": 1.0, "adjusted_0.64": 0.64}  # the arms searched with FUR, and their budgets
 COMPARISONS = (("adjusted", "uniform"), ("adjusted", "random"), ("random", "uniform"),
-               ("adjusted_0.64", "uniform_0.64"))
+               ("adjusted_0.64", "uniform_0.64"), ("uniform", "uniform_0.64"))
 MODES = {
     "gpu": dict(dataset="fashion-mnist", families=("resnet20", "plain20", "pyramidnet20"), width_mult=0.5, seeds=5,
                 train_subset=None, heldout_fraction=0.1, rounds=5, epochs=2, repeats=2, final_epochs=20,

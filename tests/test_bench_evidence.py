@@ -46,6 +46,7 @@ def test_every_arm_is_searched_and_trained_at_its_macs(first):
     acc = {arm: record["finals"][f"{arm}/0"]["test_acc"] for arm in macs}
     assert f"adjusted - uniform: {100 * (acc['adjusted'] - acc['uniform']):+.2f} points" in stdout
     assert f"adjusted_0.64 - uniform_0.64: {100 * (acc['adjusted_0.64'] - acc['uniform_0.64']):+.2f} points" in stdout
+    assert f"uniform - uniform_0.64: {100 * (acc['uniform'] - acc['uniform_0.64']):+.2f} points" in stdout  # the yardstick
 
 
 def test_earlier_trainings_are_reused_only_where_their_widths_match(first):
