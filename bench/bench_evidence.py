@@ -30,9 +30,9 @@ epochs at width 1.0; about 5 hours per family on one H100, an estimate from the 
 rates scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
 script). ``--families`` and ``--seeds`` cut a mode down (``--seeds 10..19``: those seeds alone);
 ``--final-epochs`` sets the finals' length, ``--rounds`` the searches' number of rounds,
-``--round-epochs`` the length of every round's training, ``--train-subset`` and
-``--heldout-fraction`` the data's scale (the CPU mode's earlier runs, up to 2026-12-01, used
-4,000 images and 0.02: pass both to continue or extend them);
+``--round-epochs`` the length of every round's training, ``--width-mult`` every arm's width
+multiplier, ``--train-subset`` and ``--heldout-fraction`` the data's scale (the CPU mode's
+earlier runs, up to 2026-12-01, used 4,000 images and 0.02: pass both to continue or extend them);
 ``--searches-from`` takes the searches of earlier results files made with the same
 search settings, so that longer finals need no new searches, and ``--finals-from`` the final
 trainings of earlier files made with the same final settings where their widths are the ones this
@@ -341,6 +341,9 @@ def main() -> None:
                    help="override the mode's number of search rounds (a search setting: new searches)")
     p.add_argument("--round-epochs", type=int, default=None,
                    help="override the mode's training epochs per search round (a search setting: new searches)")
+    p.add_argument("--width-mult", type=float, default=None,
+                   help="override the mode's width multiplier, the same for every arm (cpu and gpu: 0.5; a search "
+                        "and final setting: new searches and finals)")
     p.add_argument("--train-subset", type=int, default=None,
                    help=f"override the mode's number of training images (cpu: {MODES['cpu']['train_subset']}; "
                         "its runs before 2026-12-01: 4000)")
@@ -368,6 +371,8 @@ def main() -> None:
     for flag in ("final_epochs", "rounds", "round_epochs", "train_subset"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+    if args.width_mult is not None and not args.width_mult > 0:
+        p.error(f"--width-mult must be positive, got {args.width_mult}")
     if args.heldout_fraction is not None and not 0 < args.heldout_fraction < 1:
         p.error(f"--heldout-fraction must be in (0, 1): FUR needs a held-out split; got {args.heldout_fraction}")
     if args.render:
@@ -383,7 +388,8 @@ def main() -> None:
     s = dict(MODES[args.mode], mode=args.mode)
     overrides = {"dataset": args.dataset, "families": tuple(args.families) if args.families else None,
                  "seeds": args.seeds, "warm_start": args.warm_start, "final_epochs": args.final_epochs,
-                 "rounds": args.rounds, "epochs": args.round_epochs, "train_subset": args.train_subset,
+                 "rounds": args.rounds, "epochs": args.round_epochs, "width_mult": args.width_mult,
+                 "train_subset": args.train_subset,
                  "heldout_fraction": args.heldout_fraction}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
     s.update({k: v for k, v in overrides.items() if v is not None})

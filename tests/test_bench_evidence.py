@@ -85,8 +85,13 @@ def test_earlier_files_made_with_other_settings_are_refused(first):
     proc = evidence(tmp, "d.json", "--work", str(tmp / "work-d"), "--train-subset", "400", "--searches-from",
                     str(tmp / "a.json"))
     assert proc.returncode != 0 and "made with other settings (train_subset: 512 there, 400 here)" in proc.stderr
+    proc = evidence(tmp, "d.json", "--work", str(tmp / "work-d"), "--width-mult", "0.5", "--finals-from",
+                    str(tmp / "a.json"))
+    assert proc.returncode != 0 and "made with other settings (width_mult: 0.25 there, 0.5 here)" in proc.stderr
     proc = evidence(tmp, "e.json", "--heldout-fraction", "0")
     assert proc.returncode == 2 and "--heldout-fraction must be in (0, 1)" in proc.stderr
+    proc = evidence(tmp, "e.json", "--width-mult", "-0.5")
+    assert proc.returncode == 2 and "--width-mult must be positive, got -0.5" in proc.stderr
     assert not (tmp / "e.json").exists()
 
 
