@@ -245,7 +245,7 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
               if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
-    return (f"| {test['plan']} | {test['family']} | {s['train_subset'] or 'all'} | {search} | {s['final_epochs']} | "
+    return (f"| {test['plan']} | {test['family']} | x{s['width_mult']} | {s['train_subset'] or 'all'} | {search} | {s['final_epochs']} | "
             f"{seeds[0]}..{seeds[-1]} | {LABELS[a]} - {LABELS[b]} | {draws} | {test['role']} | "
             f"{_pct(c.gain, True)} | {ci} | {_wins(c)} | {format_p(c.p)} |")
 
@@ -254,9 +254,9 @@ def planned_tests(path: Path) -> str:
     """The markdown table of the tests a ledger (``bench/evidence_plans.json``) lists, each fixed in a plan's commit
     before its results: every figure is computed from the results file it names, beside the ledger."""
     tests = json.loads(path.read_text())["tests"]
-    lines = ["| plan (commit) | family | training images | search | final epochs | seeds | "
+    lines = ["| plan (commit) | family | width | training images | search | final epochs | seeds | "
              "comparison | random control's draws | role in the plan | mean (points) | 95% CI | wins | p (paired t) |",
-             "|---|---|---:|---|---:|---|---|---|---|---:|---|---:|---:|"]
+             "|---|---|---:|---:|---|---:|---|---|---|---|---:|---|---:|---:|"]
     loaded: dict[Path, dict] = {}
     lines += [_plan_row(path.parent, test, loaded) for test in tests]
     return "\n".join(lines)

@@ -137,10 +137,10 @@ def test_planned_tests_are_computed_from_the_files_and_seeds_they_name(tmp_path)
     assert len(rows) == 4 and rows[0].startswith("| plan (commit) | family |")
     # mean 1.0, sd 0.1: 1 -+ 4.3027 * 0.1 / sqrt(3) = [+0.75, +1.25], in bold as it excludes 0; t = 17.3 at 2 df
     # gives p = 1 - t / sqrt(2 + t^2) = 0.0033.
-    assert rows[2] == ("| abc1234 | pyramidnet20 | 4000 | 10 rounds: 8 epochs, then 2 warm-started | 8 | 0..2 | "
+    assert rows[2] == ("| abc1234 | pyramidnet20 | x0.5 | 4000 | 10 rounds: 8 epochs, then 2 warm-started | 8 | 0..2 | "
                        "FUR-adjusted - uniform | - | primary | +1.00 | **[+0.75, +1.25]** | 3 of 3 | 0.0033 |")
     # random - uniform on seeds 1 and 2 alone: +1, -1 points; mean 0, p = 1; the control's draws are named.
-    assert rows[3] == ("| abc1234 | pyramidnet20 | 4000 | 10 rounds: 8 epochs, then 2 warm-started | 8 | 1..2 | "
+    assert rows[3] == ("| abc1234 | pyramidnet20 | x0.5 | 4000 | 10 rounds: 8 epochs, then 2 warm-started | 8 | 1..2 | "
                        "random-adjusted - uniform | shared | secondary | +0.00 | [-12.71, +12.71] | 1 of 2 | 1.00 |")
     data["settings"].update(random_draws="per seed", warm_start=False)
     proc = plans(tmp_path, data, [planned("1..2", "random", "uniform"), planned("0..0", "adjusted", "random")])
