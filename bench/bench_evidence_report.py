@@ -245,8 +245,8 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
               if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
-    return (f"| {test['plan']} | {test['family']} | x{s['width_mult']} | {s['train_subset'] or 'all'} | {search} | {s['final_epochs']} | "
-            f"{seeds[0]}..{seeds[-1]} | {LABELS[a]} - {LABELS[b]} | {draws} | {test['role']} | "
+    return (f"| {test['plan']} | {test['family']} | x{s['width_mult']} | {s['train_subset'] or 'all'} | {search} | "
+            f"{s['final_epochs']} | {seeds[0]}..{seeds[-1]} | {LABELS[a]} - {LABELS[b]} | {draws} | {test['role']} | "
             f"{_pct(c.gain, True)} | {ci} | {_wins(c)} | {format_p(c.p)} |")
 
 
