@@ -28,7 +28,7 @@ SETTINGS = dict(num_classes=10, in_channels=1, input_size=8)
 
 def worker(state_path: str, out_path: str, repeats: int) -> None:
     from netadjust.data import load_dataset
-    from netadjust.dist import init_distributed
+    from netadjust.dist import exit_worker, init_distributed, shutdown
     from netadjust.fur import estimate_fur
     from netadjust.models import get_arch
 
@@ -44,6 +44,8 @@ def worker(state_path: str, out_path: str, repeats: int) -> None:
     seconds = time.perf_counter() - start
     if env.rank == 0:
         Path(out_path).write_text(json.dumps({"seconds": seconds, "fur": result.fur}))
+    shutdown()
+    exit_worker(0)
 
 
 def main() -> None:

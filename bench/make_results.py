@@ -25,6 +25,7 @@ ORDER = [
     ("search_cost_long", "Search cost on the longer schedule"),
     ("fur", "FUR estimation speed and fidelity"),
     ("fur_dist", "FUR estimation with torchrun"),
+    ("worker_exit", "Worker exit under torchrun"),
     ("loader", "In-memory loader overhead"),
     ("flops", "FLOPs evaluation speed"),
 ]

@@ -19,16 +19,32 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def torchrun(*args, timeout=600):
     proc = subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
-    # A clean teardown: no rank aborted on exit (a process group or thread left alive).
+    # A clean end: no rank aborted on exit (what a gloo thread racing the interpreter's teardown
+    # does, the reason workers end through exit_worker).
     assert "terminate called" not in proc.stderr and "exitcode  : -6" not in proc.stderr, proc.stderr[-3000:]
     return proc
+
+
+def test_exit_worker_flushes_output_and_exits_with_the_code():
+    script = textwrap.dedent('''
+        import logging, sys
+        from netadjust.dist import exit_worker
+        logging.basicConfig(stream=sys.stderr, format="%(message)s")
+        print("unterminated line", end="")
+        sys.stderr.write("buffered")
+        logging.getLogger("x").warning(" logged")
+        exit_worker(3)
+        print("not reached")
+    ''')
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=ENV)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "unterminated line", "buffered logged\n")
 
 
 FUR_SCRIPT = textwrap.dedent('''
     import json, sys, torch
     from netadjust.config import TrainConfig
     from netadjust.data import synthetic
-    from netadjust.dist import init_distributed, shutdown
+    from netadjust.dist import exit_worker, init_distributed, shutdown
     from netadjust.fur import estimate_fur
     from netadjust.models import get_arch
     from netadjust.train import build_and_train
@@ -40,8 +56,10 @@ FUR_SCRIPT = textwrap.dedent('''
     model = build_and_train(arch, w, data, TrainConfig(epochs=1, batch_size=32), progress=False).model
     result = estimate_fur(model, data, arch, w, repeats=2, batch_size=40, seed=5, env=env)
     if env.rank == int(sys.argv[2]):
-        json.dump({"fur": result.fur, "stderr": result.stderr}, open(sys.argv[1], "w"))
-    shutdown()  # leave the process group before exiting (no gloo thread alive at exit)
+        with open(sys.argv[1], "w") as f:
+            json.dump({"fur": result.fur, "stderr": result.stderr}, f)
+    shutdown()
+    exit_worker(0)  # no interpreter teardown for a gloo thread to race with
 ''')
 
 

@@ -19,7 +19,7 @@ import signal
 import sys
 import typing
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import PRESETS, SEARCH_FIELDS, TRAIN_FIELDS, SearchConfig, TrainConfig, flag, load_config_file
@@ -404,5 +404,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
 
 
+def entry() -> NoReturn:
+    """The ``netadjust`` program: :func:`main`, then exit with its code (a torchrun worker
+    through :func:`~netadjust.dist.exit_worker`, which no teardown race can abort)."""
+    from .dist import dist_env, exit_worker
+
+    code = main()
+    if dist_env().enabled:
+        exit_worker(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -8,8 +8,11 @@ collectives so a rank that dies makes the others fail instead of hanging forever
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -85,11 +88,31 @@ def all_gather_objects(obj) -> list:
 
 
 def shutdown() -> None:
-    """Leave the process group (if any) once every rank got here: a process that exits with the
-    group's threads still running aborts ("terminate called without an active exception")."""
+    """Leave the process group (if any) once every rank got here."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_worker(code: int) -> NoReturn:
+    """End this torchrun worker with ``code``: flush its output, then exit without the
+    interpreter's teardown.
+
+    A normal exit can abort the process ("terminate called without an active exception",
+    exit -6, which torchrun reports as a failed run). DDP keeps its process group alive after
+    ``destroy_process_group`` (torch 2.13), so gloo's worker threads outlive it; one that is
+    still releasing a finished collective's tensors must take the GIL, and if the interpreter
+    is finalizing by then the thread is killed inside C++ code. That depends on thread timing
+    (rare: CI met it once, and 80 runs on a 2-core machine did not); with no teardown there is nothing to race with.
+    Files must be closed before this is called.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed stream or a reader that went away
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 def pick_device(name: str = "auto") -> torch.device:
