@@ -103,8 +103,8 @@ def exit_worker(code: int) -> NoReturn:
     ``destroy_process_group`` (torch 2.13), so gloo's worker threads outlive it; one that is
     still releasing a finished collective's tensors must take the GIL, and if the interpreter
     is finalizing by then the thread is killed inside C++ code. That depends on thread timing
-    (rare: CI met it once, and 80 runs on a 2-core machine did not); with no teardown there is nothing to race with.
-    Files must be closed before this is called.
+    (``bench/bench_worker_exit.py``); with no teardown there is nothing to race with. Files must
+    be closed before this is called.
     """
     for stream in (sys.stdout, sys.stderr):
         try:
