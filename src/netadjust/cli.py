@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .config import PRESETS, SEARCH_FIELDS, TRAIN_FIELDS, SearchConfig, TrainConfig, flag, load_config_file
 from .data import dataset_help
+from .dist import dist_env, exit_worker, shutdown
 from .errors import ConfigError, NetadjustError, TrainingError
 from .models import all_options, family_options, get_arch, list_archs
 from .widths import load_widths
@@ -378,8 +379,6 @@ def _exit_code(exc: KeyboardInterrupt) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    from .dist import shutdown
-
     with cli_logging(args):
         try:
             code = args.func(args)
@@ -407,8 +406,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> NoReturn:
     """The ``netadjust`` program: :func:`main`, then exit with its code (a torchrun worker
     through :func:`~netadjust.dist.exit_worker`, which no teardown race can abort)."""
-    from .dist import dist_env, exit_worker
-
     code = main()
     if dist_env().enabled:
         exit_worker(code)
