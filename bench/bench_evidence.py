@@ -51,7 +51,9 @@ continues where the last one stopped.
 ``--render`` prints the markdown of one results file; bench/RESULTS_evidence.md gathers those of
 the runs made, under a reading written by hand. ``--plans bench/evidence_plans.json`` prints the
 table of the tests fixed in a commit before their results (the ledger names each one's plan, results
-file, family, seeds and comparison), every figure computed from the results files.
+file, family, seeds and comparison), every figure computed from the results files. ``--longer-finals SHORT
+LONG`` prints what the longer finals of results file LONG changed, seed by seed, against SHORT's finals of the
+same seeds and widths (every paired difference and every arm's accuracy).
 """
 
 from __future__ import annotations
@@ -139,17 +141,17 @@ class Comparison(NamedTuple):
     p: float | None
 
 
+def paired(a: str, b: str, xs: list[float], ys: list[float]) -> Comparison:
+    """``xs`` (of ``a``) against ``ys`` (of ``b``), paired seed by seed."""
+    gain, ci = paired_difference(xs, ys)
+    return Comparison(a, b, [x - y for x, y in zip(xs, ys)], gain, ci, paired_p_value(xs, ys))
+
+
 def compare(finals: dict, arms, seeds) -> list[Comparison]:
     """Every comparison of COMPARISONS whose two arms are both in ``arms``, from the final trainings
     ``finals`` (keys ``arm/seed``)."""
-    out = []
-    pairs = [(a, b) for a, b in COMPARISONS if a in arms and b in arms]
-    for a, b in pairs:
-        xs = [finals[f"{a}/{i}"]["test_acc"] for i in seeds]
-        ys = [finals[f"{b}/{i}"]["test_acc"] for i in seeds]
-        gain, ci = paired_difference(xs, ys)
-        out.append(Comparison(a, b, [x - y for x, y in zip(xs, ys)], gain, ci, paired_p_value(xs, ys)))
-    return out
+    acc = {arm: [finals[f"{arm}/{i}"]["test_acc"] for i in seeds] for arm in arms}
+    return [paired(a, b, acc[a], acc[b]) for a, b in COMPARISONS if a in arms and b in arms]
 
 
 def format_p(p: float | None) -> str:
@@ -364,6 +366,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="JSON file of the results (default WORK/results.json)")
     p.add_argument("--render", metavar="JSON", help="print the markdown of a results file and exit")
     p.add_argument("--plots", default=None, help="with --render: write the plots into this folder")
+    p.add_argument("--longer-finals", metavar="JSON", nargs=2,
+                   help="SHORT LONG: print what the longer finals of results file LONG changed against SHORT's finals "
+                        "of the same seeds and widths (every paired difference and arm, seed by seed) and exit")
     p.add_argument("--plans", metavar="JSON",
                    help="print the table of the planned tests a ledger lists (bench/evidence_plans.json) and exit")
     args = p.parse_args()
@@ -379,6 +384,11 @@ def main() -> None:
         from bench_evidence_report import render  # noqa: PLC0415 - matplotlib only when rendering
 
         print(render(Path(args.render), Path(args.plots) if args.plots else None))
+        return
+    if args.longer_finals:
+        from bench_evidence_report import longer_finals  # noqa: PLC0415
+
+        print(longer_finals(*map(Path, args.longer_finals)))
         return
     if args.plans:
         from bench_evidence_report import planned_tests  # noqa: PLC0415

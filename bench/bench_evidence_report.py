@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_evidence import ARMS, COMPARISONS, Comparison, PAPER_AFTER, PAPER_BEFORE, compare, format_p, parse_seeds, seed_range
+from bench_evidence import (ARMS, COMPARISONS, Comparison, PAPER_AFTER, PAPER_BEFORE, compare, format_p, paired,
+                            parse_seeds, seed_range)
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
 
@@ -259,4 +260,33 @@ def planned_tests(path: Path) -> str:
              "|---|---|---:|---:|---|---:|---|---|---|---|---:|---|---:|---:|"]
     loaded: dict[Path, dict] = {}
     lines += [_plan_row(path.parent, test, loaded) for test in tests]
+    return "\n".join(lines)
+
+
+def longer_finals(short: Path, long: Path) -> str:
+    """What longer finals changed, seed by seed: every paired difference and every arm's accuracy of results
+    file ``long`` against the finals of the same seeds and widths in ``short`` (refused where a seed is missing
+    there or its widths differ)."""
+    shorter, longer = (json.loads(p.read_text()) for p in (short, long))
+    epochs = shorter["settings"]["final_epochs"], longer["settings"]["final_epochs"]
+    seeds = seed_range(longer["settings"]["seeds"])
+    lines = [f"| family | seeds {seeds[0]}..{seeds[-1]} | {epochs[0]} epochs | {epochs[1]} epochs | "
+             "change (points) | 95% CI | seeds up | p (paired t) |", "|---|---|---:|---:|---:|---|---:|---:|"]
+    for family, rec in longer["families"].items():
+        was, now = shorter["families"].get(family, {}).get("finals", {}), rec["finals"]
+        arms = [arm for arm in ARMS if f"{arm}/{seeds[0]}" in now]
+        for key in (f"{arm}/{i}" for arm in arms for i in seeds):
+            if key not in was:
+                raise SystemExit(f"{short.name} has no {family} final {key} to compare with {long.name}'s")
+            if was[key]["widths"] != now[key]["widths"]:
+                raise SystemExit(f"{family} final {key}: {short.name} and {long.name} trained different widths")
+        rows = [(f"{LABELS[c.a]} - {LABELS[c.b]}", _pct(c.gain, True), _pct(d.gain, True),
+                 paired(c.a, c.b, d.diffs, c.diffs))
+                for c, d in zip(compare(was, arms, seeds), compare(now, arms, seeds))]
+        for arm in arms:
+            before, after = ([f[f"{arm}/{i}"]["test_acc"] for i in seeds] for f in (was, now))
+            rows.append((f"{LABELS[arm]} (test acc %)", _pct(sum(before) / len(seeds)),
+                         _pct(sum(after) / len(seeds)), paired(arm, arm, after, before)))
+        lines += [f"| {family} | {name} | {before} | {after} | {_pct(c.gain, True)} | {_interval(c)} | {_wins(c)} | "
+                  f"{format_p(c.p)} |" for name, before, after, c in rows]
     return "\n".join(lines)

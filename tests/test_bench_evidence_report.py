@@ -166,3 +166,37 @@ def test_the_committed_ledger_renders_and_results_evidence_shows_its_table():
                            str(REPO / "bench" / "evidence_plans.json")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() in (REPO / "bench" / "RESULTS_evidence.md").read_text()
+
+
+def longer(tmp_path: Path, short: dict, long: dict) -> subprocess.CompletedProcess:
+    paths = [tmp_path / "short.json", tmp_path / "long.json"]
+    for path, data in zip(paths, (short, long)):
+        path.write_text(json.dumps(data))
+    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--longer-finals",
+                           *map(str, paths)], capture_output=True, text=True)
+
+
+def test_longer_finals_give_each_difference_and_arm_change_seed_by_seed(tmp_path):
+    short, long = results(), results()
+    long["settings"]["final_epochs"] = 16
+    for i, d in enumerate((0.02, 0.03, 0.01)):  # every uniform final gains 2, 3 and 1 points; no other arm changes
+        long["families"]["pyramidnet20"]["finals"][f"uniform/{i}"]["test_acc"] += d
+    proc = longer(tmp_path, short, long)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    assert rows[0].startswith("| family | seeds 0..2 | 8 epochs | 16 epochs | change (points) |")
+    # adjusted - uniform: +1, 0, +2 at 8 epochs, -1, -3, +1 at 16: changes -2, -3, -1 (mean -2, sd 1, so
+    # -2 -+ 4.3027 / sqrt(3) = [-4.48, +0.48]; t = 2 sqrt(3) at 2 df gives p = 1 - t / sqrt(2 + t^2) = 0.074).
+    assert ("| pyramidnet20 | FUR-adjusted - uniform | +1.00 | -1.00 | -2.00 | [-4.48, +0.48] | 0 of 3 | 0.074 |"
+            in rows)
+    assert ("| pyramidnet20 | FUR-adjusted - random-adjusted | +1.33 | +1.33 | +0.00 | [+0.00, +0.00] | 0 of 3 | 1.00 |"
+            in rows)
+    assert "| pyramidnet20 | uniform (test acc %) | 91.00 | 93.00 | +2.00 | [-0.48, +4.48] | 3 of 3 | 0.074 |" in rows
+    long["families"]["pyramidnet20"]["finals"]["random/1"]["widths"] = WIDTHS["adjusted"]
+    proc = longer(tmp_path, short, long)
+    assert proc.returncode != 0
+    assert "pyramidnet20 final random/1: short.json and long.json trained different widths" in proc.stderr
+    del short["families"]["pyramidnet20"]["finals"]["adjusted/2"]
+    proc = longer(tmp_path, short, results())
+    assert proc.returncode != 0
+    assert "short.json has no pyramidnet20 final adjusted/2 to compare with long.json's" in proc.stderr
