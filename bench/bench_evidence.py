@@ -14,7 +14,8 @@ recipe, the same seeds; differences are paired seed by seed):
    random searches are never reused, and their random finals only where the widths match;
 4. ``uniform_0.64`` against ``adjusted_0.64``: the family's widths scaled to 0.64x the MACs, and a
    search at ``--budget 0.64``. Uniform minus ``uniform_0.64`` is what 1/0.64 times the MACs buy the uniform
-   widths: the yardstick of what a search's gain at equal MACs is worth.
+   widths: the yardstick of what a search's gain at equal MACs is worth;
+5. ``random_0.64``: the random control at ``--budget 0.64`` (only when ``--arms`` names it).
 
 Every arm's widths are then trained with the same final schedule (``final_epochs`` on train +
 held-out, as a search's final comparison) and tested. ``plateau`` trains the uniform widths of
@@ -78,10 +79,13 @@ from netadjust.search import random_guided_widths, search_many
 from netadjust.stats import paired_difference, paired_p_value
 from netadjust.train import Training, train_concurrently
 
-ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64")
+ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64", "random_0.64")
+DEFAULT_ARMS = ARMS[:5]  # a run's arms unless --arms names others, and those of files that predate the setting
+RANDOM = {"random": 1.0, "random_0.64": 0.64}  # the random control's arms, and their budgets
 SEARCHED = {"adjusted": 1.0, "adjusted_0.64": 0.64}  # the arms searched with FUR, and their budgets
 COMPARISONS = (("adjusted", "uniform"), ("adjusted", "random"), ("random", "uniform"),
-               ("adjusted_0.64", "uniform_0.64"), ("uniform", "uniform_0.64"))
+               ("adjusted_0.64", "uniform_0.64"), ("uniform", "uniform_0.64"), ("adjusted_0.64", "random_0.64"),
+               ("random_0.64", "uniform_0.64"))
 MODES = {
     "gpu": dict(dataset="fashion-mnist", families=("resnet20", "plain20", "pyramidnet20"), width_mult=0.5, seeds=5,
                 train_subset=None, heldout_fraction=0.1, rounds=5, epochs=2, repeats=2, final_epochs=20,
@@ -234,8 +238,9 @@ def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) ->
         default = arch.default_widths()
         min_width = min(SearchConfig().min_width, *default.values())
         return fit_budget(arch, default, 0.64 * arch.macs(default), min_width=min_width)
-    if arm == "random":
-        cfg = {"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed}
+    if arm in RANDOM:
+        cfg = {"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed,
+               "budget": RANDOM[arm]}
         return random_guided_widths(SearchConfig.from_dict(cfg), arch)[-1]
     return record["searches"][f"{arm}/{seed}"]["widths"]
 
@@ -332,7 +337,7 @@ def main() -> None:
     p.add_argument("--seeds", type=parse_seeds, default=None,
                    help="override the mode's seeds: a count N (seeds 0..N-1; the modes run 5) or a range A..B")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
-                   help="a subset of the arms (default all; uniform and adjusted are always run)")
+                   help="the arms (default all but random_0.64; uniform and adjusted are always run)")
     p.add_argument("--warm-start", action="store_true", default=None,
                    help="warm-started searches (default: every round from scratch)")
     p.add_argument("--plateau", nargs="*", type=int, default=None, metavar="EPOCHS",
@@ -407,8 +412,8 @@ def main() -> None:
     for key, files in (("searches_from", args.searches_from), ("finals_from", args.finals_from)):
         if files:
             s[key] = ", ".join(Path(f).name for f in files)
-    s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or ARMS))
-    if "random" in s["arms"]:  # files made before 2026-12-02 lack it: their control drew by seed + round
+    s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or DEFAULT_ARMS))
+    if RANDOM.keys() & set(s["arms"]):  # files made before 2026-12-02 lack it: their control drew by seed + round
         s["random_draws"] = "per seed"
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]

@@ -6,13 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_evidence import (ARMS, COMPARISONS, Comparison, PAPER_AFTER, PAPER_BEFORE, compare, format_p, paired,
-                            parse_seeds, seed_range)
+from bench_evidence import (ARMS, COMPARISONS, DEFAULT_ARMS, PAPER_AFTER, PAPER_BEFORE, RANDOM, Comparison, compare,
+                            format_p, paired, parse_seeds, seed_range)
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
 
 LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
-          "uniform_0.64": "uniform 0.64x", "adjusted_0.64": "FUR-adjusted 0.64x"}
+          "uniform_0.64": "uniform 0.64x", "adjusted_0.64": "FUR-adjusted 0.64x",
+          "random_0.64": "random-adjusted 0.64x"}
 
 
 def _pct(x: float, sign: bool = False) -> str:
@@ -100,7 +101,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    seeds, arms = seed_range(data["settings"]["seeds"]), data["settings"].get("arms", ARMS)
+    seeds, arms = seed_range(data["settings"]["seeds"]), data["settings"].get("arms", DEFAULT_ARMS)
     fams = [(n, r) for n, r in data["families"].items() if finished(r, arms, seeds)]
     if not fams:
         return []
@@ -110,7 +111,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
         ax = fig.add_subplot(1, len(fams), j + 1)
         spots = []
         for arm in arms:
-            marker = "osD^v"[ARMS.index(arm)]
+            marker = "osD^vP"[ARMS.index(arm)]
             accs, macs = arm_results(rec["finals"], arm, seeds)
             m, sd = mean_std([100 * a for a in accs])
             spots.append(macs / 1e6)
@@ -196,16 +197,16 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"- data: {s['dataset']}, training subset {s['train_subset'] or 'all'}, held-out fraction "
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
              f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds {seeds[0]}..{seeds[-1]}; "
-             f"arms {', '.join(LABELS[a] for a in s.get('arms', ARMS))}",
+             f"arms {', '.join(LABELS[a] for a in s.get('arms', DEFAULT_ARMS))}",
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, the "
              f"method's other defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance){searches_from}",
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
              f"batch 128, channel-dropout regulariser 0.05){finals_from}"]
-    if "random" in s.get("arms", ARMS):
+    if RANDOM.keys() & set(s.get("arms", DEFAULT_ARMS)):
         lines.append(f"- random-adjusted: {RANDOM_DRAWS[s.get('random_draws', 'seed + round')]}")
     lines.append("")
     for name, rec in data["families"].items():
-        lines += family_section(name, rec, s.get("arms", ARMS), seeds)
+        lines += family_section(name, rec, s.get("arms", DEFAULT_ARMS), seeds)
     paper = paper_ratios()
     lines += ["The paper's ResNet-18 0.8x on ImageNet (Figure 4), searched / original width per stage: "
               + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(paper)) + ".", ""]
@@ -242,7 +243,7 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
     ci = _interval(c)
     if c.ci and (c.ci[0] > 0 or c.ci[1] < 0):
         ci = f"**{ci}**"
-    draws = ("-" if "random" not in (a, b) else
+    draws = ("-" if not RANDOM.keys() & {a, b} else
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
               if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")

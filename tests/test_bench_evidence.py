@@ -104,7 +104,7 @@ def test_only_the_searches_a_run_uses_are_taken_from_earlier_files(first):
     assert searches == {"adjusted/0": data["families"]["resnet20"]["searches"]["adjusted/0"]}  # not the 0.64x one
 
 
-def test_the_random_arm_is_computed_not_searched_and_old_draws_are_not_reused(first):
+def test_the_random_arms_are_computed_not_searched_and_old_draws_are_not_reused(first):
     from netadjust.config import SearchConfig
     from netadjust.models import get_arch
     from netadjust.search import random_guided_widths
@@ -116,20 +116,26 @@ def test_the_random_arm_is_computed_not_searched_and_old_draws_are_not_reused(fi
     record["searches"]["random/0"] = {**record["searches"]["adjusted/0"], "widths": old}
     record["finals"]["random/0"] = {**record["finals"]["uniform/0"], "widths": old}
     (tmp / "old.json").write_text(json.dumps(doctored))
-    proc = evidence(tmp, "f.json", "--work", str(tmp / "work-f"), "--arms", "random", "--searches-from",
-                    str(tmp / "old.json"), "--finals-from", str(tmp / "old.json"))
+    proc = evidence(tmp, "f.json", "--work", str(tmp / "work-f"), "--arms", "random", "uniform_0.64", "random_0.64",
+                    "--searches-from", str(tmp / "old.json"), "--finals-from", str(tmp / "old.json"))
     assert proc.returncode == 0, proc.stderr
     assert not (tmp / "work-f").exists()  # no search ran: the FUR ones were reused, the random one computed
     result = json.loads((tmp / "f.json").read_text())
     assert result["settings"]["random_draws"] == "per seed"
     record = result["families"]["resnet20"]
-    assert "random/0" not in record["searches"]
+    assert set(record["searches"]) == {"adjusted/0"}
     arch = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.25)
-    cfg = SearchConfig.from_dict({"arch": "resnet20", "width_mult": 0.25, "rounds": 2, "seed": 0})  # the quick mode's
-    assert record["finals"]["random/0"]["widths"] == random_guided_widths(cfg, arch)[-1]
+    uniform_macs = record["finals"]["uniform/0"]["macs"]
+    for arm, budget in (("random", 1.0), ("random_0.64", 0.64)):
+        cfg = SearchConfig.from_dict({"arch": "resnet20", "width_mult": 0.25, "rounds": 2, "seed": 0,  # the quick mode's
+                                      "budget": budget})
+        assert record["finals"][f"{arm}/0"]["widths"] == random_guided_widths(cfg, arch)[-1]
+        assert abs(record["finals"][f"{arm}/0"]["macs"] / (budget * uniform_macs) - 1) <= 0.01
     assert "reused_from" not in record["finals"]["random/0"]  # trained: the earlier one had other widths
-    assert abs(record["finals"]["random/0"]["macs"] / record["finals"]["uniform/0"]["macs"] - 1) <= 0.01
-    assert "adjusted - random: " in proc.stdout and "random - uniform: " in proc.stdout
+    assert record["finals"]["uniform_0.64/0"]["reused_from"] == "old.json"
+    for line in ("adjusted - random: ", "random - uniform: ", "random_0.64 - uniform_0.64: "):
+        assert line in proc.stdout
+    assert "adjusted_0.64 - random_0.64: " not in proc.stdout  # that search is not among this run's arms
 
 
 def test_a_seed_range_runs_those_seeds_alone(first):

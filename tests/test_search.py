@@ -206,11 +206,12 @@ def test_final_comparison_over_three_seeds(tmp_path):
     assert f"95% CI [{100 * low:+.2f}, {100 * high:+.2f}] over 3 seeds (paired by seed)" in text
 
 
-def test_random_guide_moves_layers_drawn_at_random(tmp_path):
+@pytest.mark.parametrize("budget", [1.0, 0.64])
+def test_random_guide_moves_layers_drawn_at_random(tmp_path, budget):
     from netadjust.fur import random_scores
     from netadjust.search import random_guided_widths, round_seed
 
-    cfg = tiny(tmp_path, guide="random", final_epochs=0)
+    cfg = tiny(tmp_path, guide="random", final_epochs=0, budget=budget)
     result = search(cfg, progress=False)
     for r in result.records:
         assert r.guide == "random" and r.fur_seconds == 0 and set(r.drop_rate.values()) == {0.0}
