@@ -81,8 +81,9 @@ from netadjust.train import Training, train_concurrently
 
 ARMS = ("uniform", "adjusted", "random", "uniform_0.64", "adjusted_0.64", "random_0.64")
 DEFAULT_ARMS = ARMS[:5]  # a run's arms unless --arms names others, and those of files that predate the setting
-RANDOM = {"random": 1.0, "random_0.64": 0.64}  # the random control's arms, and their budgets
-SEARCHED = {"adjusted": 1.0, "adjusted_0.64": 0.64}  # the arms searched with FUR, and their budgets
+BUDGET = {arm: 0.64 if arm.endswith("_0.64") else 1.0 for arm in ARMS}  # each arm's MACs, as a fraction of uniform's
+RANDOM = ("random", "random_0.64")  # the random control's arms, computed without training
+SEARCHED = ("adjusted", "adjusted_0.64")  # the arms searched with FUR
 COMPARISONS = (("adjusted", "uniform"), ("adjusted", "random"), ("random", "uniform"),
                ("adjusted_0.64", "uniform_0.64"), ("uniform", "uniform_0.64"), ("adjusted_0.64", "random_0.64"),
                ("random_0.64", "uniform_0.64"))
@@ -203,14 +204,14 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
     recorded and ``save``d as soon as it ends."""
     todo = {}
     for seed in seed_range(s["seeds"]):
-        for arm, budget in SEARCHED.items():
+        for arm in SEARCHED:
             if arm not in s["arms"] or f"{arm}/{seed}" in record["searches"]:
                 continue
             out = Path(args.work) / family / arm / f"seed{seed}"
             todo[f"{arm}/{seed}"] = SearchConfig.from_dict({
                 "arch": family, "width_mult": s["width_mult"], "dataset": s["dataset"], "data_dir": args.data_dir,
                 "train_subset": s["train_subset"], "heldout_fraction": s["heldout_fraction"], "rounds": s["rounds"],
-                "epochs": s["epochs"], "repeats": s["repeats"], "budget": budget, "seed": seed,
+                "epochs": s["epochs"], "repeats": s["repeats"], "budget": BUDGET[arm], "seed": seed,
                 "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False)})
     unfinished = {k for k, cfg in todo.items() if Path(cfg.out).exists()}  # left by an earlier run
 
@@ -237,10 +238,10 @@ def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) ->
     if arm == "uniform_0.64":  # what a search at --budget 0.64 starts from
         default = arch.default_widths()
         min_width = min(SearchConfig().min_width, *default.values())
-        return fit_budget(arch, default, 0.64 * arch.macs(default), min_width=min_width)
+        return fit_budget(arch, default, BUDGET[arm] * arch.macs(default), min_width=min_width)
     if arm in RANDOM:
         cfg = {"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed,
-               "budget": RANDOM[arm]}
+               "budget": BUDGET[arm]}
         return random_guided_widths(SearchConfig.from_dict(cfg), arch)[-1]
     return record["searches"][f"{arm}/{seed}"]["widths"]
 
@@ -413,7 +414,7 @@ def main() -> None:
         if files:
             s[key] = ", ".join(Path(f).name for f in files)
     s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or DEFAULT_ARMS))
-    if RANDOM.keys() & set(s["arms"]):  # files made before 2026-12-02 lack it: their control drew by seed + round
+    if set(RANDOM) & set(s["arms"]):  # files made before 2026-12-02 lack it: their control drew by seed + round
         s["random_draws"] = "per seed"
     if args.plateau is not None:
         s["plateau"], s["plateau_families"] = tuple(args.plateau), s["families"]

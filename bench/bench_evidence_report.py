@@ -16,6 +16,11 @@ LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-ad
           "random_0.64": "random-adjusted 0.64x"}
 
 
+def run_arms(settings: dict) -> tuple[str, ...]:
+    """The arms a results file holds (files that predate the setting hold the default ones)."""
+    return tuple(settings.get("arms", DEFAULT_ARMS))
+
+
 def _pct(x: float, sign: bool = False) -> str:
     return f"{100 * x:{'+' if sign else ''}.2f}"
 
@@ -101,7 +106,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    seeds, arms = seed_range(data["settings"]["seeds"]), data["settings"].get("arms", DEFAULT_ARMS)
+    seeds, arms = seed_range(data["settings"]["seeds"]), run_arms(data["settings"])
     fams = [(n, r) for n, r in data["families"].items() if finished(r, arms, seeds)]
     if not fams:
         return []
@@ -189,7 +194,7 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
                      if s.get("searches_from") else "")
     finals_from = (f"; those whose widths `{s['finals_from']}` had already trained were taken from there "
                    "(per seed: same widths, same settings)" if s.get("finals_from") else "")
-    seeds = seed_range(s["seeds"])
+    seeds, arms = seed_range(s["seeds"]), run_arms(s)
     lines = ["# Evidence: FUR-adjusted widths against uniform and random ones at equal MACs", "",
              f"- mode `{s['mode']}`; device: {data['device']}; torch {data['torch']}; "
              f"{data['started']} to {data.get('updated', '?')}",
@@ -197,16 +202,16 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"- data: {s['dataset']}, training subset {s['train_subset'] or 'all'}, held-out fraction "
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
              f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds {seeds[0]}..{seeds[-1]}; "
-             f"arms {', '.join(LABELS[a] for a in s.get('arms', DEFAULT_ARMS))}",
+             f"arms {', '.join(LABELS[a] for a in arms)}",
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, the "
              f"method's other defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance){searches_from}",
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
              f"batch 128, channel-dropout regulariser 0.05){finals_from}"]
-    if RANDOM.keys() & set(s.get("arms", DEFAULT_ARMS)):
+    if set(RANDOM) & set(arms):
         lines.append(f"- random-adjusted: {RANDOM_DRAWS[s.get('random_draws', 'seed + round')]}")
     lines.append("")
     for name, rec in data["families"].items():
-        lines += family_section(name, rec, s.get("arms", DEFAULT_ARMS), seeds)
+        lines += family_section(name, rec, arms, seeds)
     paper = paper_ratios()
     lines += ["The paper's ResNet-18 0.8x on ImageNet (Figure 4), searched / original width per stage: "
               + ", ".join(f"stage {j + 1}: {r:.2f}" for j, r in enumerate(paper)) + ".", ""]
@@ -243,7 +248,7 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
     ci = _interval(c)
     if c.ci and (c.ci[0] > 0 or c.ci[1] < 0):
         ci = f"**{ci}**"
-    draws = ("-" if not RANDOM.keys() & {a, b} else
+    draws = ("-" if not set(RANDOM) & {a, b} else
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
               if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
