@@ -84,13 +84,17 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
                         [(final_epochs, finals["uniform/0"]["test_acc"])])
         lines += ["", "Uniform widths, seed 0, test accuracy against the length of the final training: "
                   + ", ".join(f"{e} epochs {_pct(acc)}%" for e, acc in points) + "."]
-    shapes = []
-    for arm in ("adjusted", "random"):
-        if arm in arms:
-            ratios = mean_stage_ratios([finals[f"{arm}/{i}"]["widths"] for i in seeds], uniform["widths"])
+    lines.append("")
+    for base, searched, text in (("uniform", ("adjusted", "random"), "Searched / uniform width per stage"),
+                                 ("uniform_0.64", ("adjusted_0.64", "random_0.64"),
+                                  "At 0.64x the MACs, searched / uniform 0.64x width per stage")):
+        shapes = []
+        for arm in (a for a in searched if a in arms):
+            ratios = mean_stage_ratios([finals[f"{arm}/{i}"]["widths"] for i in seeds],
+                                       finals[f"{base}/{seeds[0]}"]["widths"])  # the same for every seed
             shapes.append(f"{LABELS[arm]}: " + ", ".join(f"stage {j + 1} {r:.2f}" for j, r in enumerate(ratios)))
-    if shapes:
-        lines += ["", f"Searched / uniform width per stage (mean over seeds): {'; '.join(shapes)}."]
+        if shapes:
+            lines.append(f"{text} (mean over seeds): {'; '.join(shapes)}.")
     secs = [v["seconds"] for v in rec["searches"].values()]
     final_secs = [v["seconds"] for v in finals.values()]
     reused = sum("reused_from" in v for v in finals.values())

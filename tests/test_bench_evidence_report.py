@@ -89,6 +89,22 @@ def test_a_seed_range_is_tabulated_over_its_seeds_alone(tmp_path):
     assert "| FUR-adjusted - uniform | +1.00 | [-11.71, +13.71] | +0.00, +2.00 | 1 of 2 |" in md
 
 
+def test_the_064_arms_shapes_are_taken_against_the_uniform_064_widths(tmp_path):
+    data = results()
+    finals = data["families"]["pyramidnet20"]["finals"]
+    shapes = {"uniform_0.64": {"stage1.block0.conv1": 10, "stage2.block0.conv1": 20},
+              "adjusted_0.64": {"stage1.block0.conv1": 5, "stage2.block0.conv1": 30},
+              "random_0.64": {"stage1.block0.conv1": 12, "stage2.block0.conv1": 16}}
+    for arm, widths in shapes.items():
+        finals.update({f"{arm}/{i}": {**finals[f"uniform/{i}"], "widths": widths} for i in range(3)})
+    data["settings"]["arms"] += list(shapes)
+    md = render(tmp_path, data)
+    # 5/10 and 30/20; 12/10 and 16/20: against the uniform 0.64x widths, not the family's 16 and 32.
+    assert ("At 0.64x the MACs, searched / uniform 0.64x width per stage (mean over seeds): FUR-adjusted 0.64x: "
+            "stage 1 0.50, stage 2 1.50; random-adjusted 0.64x: stage 1 1.20, stage 2 0.80.") in md
+    assert "At 0.64x" not in render(tmp_path, results())
+
+
 def test_an_unfinished_family_is_marked_and_not_tabulated(tmp_path):
     md = render(tmp_path, results(seeds=4))  # seed 3 has no final trainings
     assert "(unfinished: not every arm and seed has its final training)" in md
