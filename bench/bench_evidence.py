@@ -31,7 +31,8 @@ epochs at width 1.0; about 5 hours per family on one H100, an estimate from the 
 rates scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
 script). ``--families`` and ``--seeds`` cut a mode down (``--seeds 10..19``: those seeds alone);
 ``--final-epochs`` sets the finals' length, ``--rounds`` the searches' number of rounds,
-``--round-epochs`` the length of every round's training, ``--width-mult`` every arm's width
+``--round-epochs`` the length of every round's training, ``--min-width`` the narrowest width the
+searches (and the random control and uniform 0.64x widths) may give a layer, ``--width-mult`` every arm's width
 multiplier, ``--train-subset`` and ``--heldout-fraction`` the data's scale (the CPU mode's
 earlier runs, up to 2026-12-01, used 4,000 images and 0.02: pass both to continue or extend them);
 ``--searches-from`` takes the searches of earlier results files made with the same
@@ -103,7 +104,7 @@ MODES = {
 }
 # The settings a search's result depends on: searches made with the same ones may be reused (--searches-from).
 SEARCH_SETTINGS = ("dataset", "width_mult", "train_subset", "heldout_fraction", "rounds", "epochs", "repeats",
-                   "warm_start")
+                   "warm_start", "min_width")
 # The settings a final training's result depends on, besides its seed and widths (--finals-from).
 FINAL_SETTINGS = ("dataset", "width_mult", "train_subset", "heldout_fraction", "final_epochs")
 # The paper's ResNet-18 0.8x on ImageNet before (51/102/204/409) and after its search (Figure 4;
@@ -199,6 +200,11 @@ def data_for(s: dict, seed: int, data_dir: str | None):
                         train_subset=s["train_subset"])
 
 
+def min_width(s: dict) -> int:
+    """The searches' ``min_width`` (``--min-width``; files that predate the setting used the library's default)."""
+    return s.get("min_width", SearchConfig().min_width)
+
+
 def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, save) -> None:
     """The searches of every searched arm and seed not yet recorded, side by side on a GPU; each is
     recorded and ``save``d as soon as it ends."""
@@ -212,7 +218,8 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
                 "arch": family, "width_mult": s["width_mult"], "dataset": s["dataset"], "data_dir": args.data_dir,
                 "train_subset": s["train_subset"], "heldout_fraction": s["heldout_fraction"], "rounds": s["rounds"],
                 "epochs": s["epochs"], "repeats": s["repeats"], "budget": BUDGET[arm], "seed": seed,
-                "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False)})
+                "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False),
+                "min_width": min_width(s)})
     unfinished = {k for k, cfg in todo.items() if Path(cfg.out).exists()}  # left by an earlier run
 
     def keep(key: str, result) -> None:
@@ -237,11 +244,11 @@ def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) ->
         return arch.default_widths()
     if arm == "uniform_0.64":  # what a search at --budget 0.64 starts from
         default = arch.default_widths()
-        min_width = min(SearchConfig().min_width, *default.values())
-        return fit_budget(arch, default, BUDGET[arm] * arch.macs(default), min_width=min_width)
+        floor = min(min_width(s), *default.values())
+        return fit_budget(arch, default, BUDGET[arm] * arch.macs(default), min_width=floor)
     if arm in RANDOM:
         cfg = {"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed,
-               "budget": BUDGET[arm]}
+               "budget": BUDGET[arm], "min_width": min_width(s)}
         return random_guided_widths(SearchConfig.from_dict(cfg), arch)[-1]
     return record["searches"][f"{arm}/{seed}"]["widths"]
 
@@ -352,6 +359,9 @@ def main() -> None:
     p.add_argument("--width-mult", type=float, default=None,
                    help="override the mode's width multiplier, the same for every arm (cpu and gpu: 0.5; a search "
                         "and final setting: new searches and finals)")
+    p.add_argument("--min-width", type=int, default=None,
+                   help="the searches' narrowest width (default the library's, 4): a lower one lets the searches, "
+                        "the random control and the uniform 0.64x widths narrow the layers it would hold")
     p.add_argument("--train-subset", type=int, default=None,
                    help=f"override the mode's number of training images (cpu: {MODES['cpu']['train_subset']}; "
                         "its runs before 2026-12-01: 4000)")
@@ -379,7 +389,7 @@ def main() -> None:
                    help="print the table of the planned tests a ledger lists (bench/evidence_plans.json) and exit")
     args = p.parse_args()
     # Refused before anything is written (the searches would refuse some of them only later).
-    for flag in ("final_epochs", "rounds", "round_epochs", "train_subset"):
+    for flag in ("final_epochs", "rounds", "round_epochs", "train_subset", "min_width"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     if args.width_mult is not None and not args.width_mult > 0:
@@ -406,7 +416,7 @@ def main() -> None:
                  "seeds": args.seeds, "warm_start": args.warm_start, "final_epochs": args.final_epochs,
                  "rounds": args.rounds, "epochs": args.round_epochs, "width_mult": args.width_mult,
                  "train_subset": args.train_subset,
-                 "heldout_fraction": args.heldout_fraction}
+                 "heldout_fraction": args.heldout_fraction, "min_width": args.min_width}
     # Only what is given is recorded (warm_start too), so that earlier results files still continue.
     s.update({k: v for k, v in overrides.items() if v is not None})
     reused, earlier = reuse_searches(s, args.searches_from or []), reuse_finals(s, args.finals_from or [])

@@ -207,8 +207,11 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
              f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds {seeds[0]}..{seeds[-1]}; "
              f"arms {', '.join(LABELS[a] for a in arms)}",
-             f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, the "
-             f"method's other defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% tolerance){searches_from}",
+             f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, "
+             + (f"min width {s['min_width']} (`--min-width`; it also floors the random control and the uniform 0.64x "
+                "widths), " if "min_width" in s else "")
+             + f"the method's other defaults (k 6, k decay 0.5, arch lr 0.15, base drop rate 0.05, 1% "
+             f"tolerance){searches_from}",
              f"- final trainings: {s['final_epochs']} epochs, the library's recipe (SGD 0.9, lr 0.15 cosine, wd 3e-4, "
              f"batch 128, channel-dropout regulariser 0.05){finals_from}"]
     if set(RANDOM) & set(arms):
@@ -256,6 +259,8 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
               if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
+    if "min_width" in s:  # only where a run set it
+        search += f", min width {s['min_width']}"
     return (f"| {test['plan']} | {test['family']} | x{s['width_mult']} | {s['train_subset'] or 'all'} | {search} | "
             f"{s['final_epochs']} | {seeds[0]}..{seeds[-1]} | {LABELS[a]} - {LABELS[b]} | {draws} | {test['role']} | "
             f"{_pct(c.gain, True)} | {ci} | {_wins(c)} | {format_p(c.p)} |")

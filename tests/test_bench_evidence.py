@@ -138,6 +138,44 @@ def test_the_random_arms_are_computed_not_searched_and_old_draws_are_not_reused(
     assert "adjusted_0.64 - random_0.64: " not in proc.stdout  # that search is not among this run's arms
 
 
+def test_a_lower_min_width_reaches_the_searches_the_random_control_and_the_uniform_064_widths(first):
+    from netadjust.budget import fit_budget
+    from netadjust.config import SearchConfig
+    from netadjust.models import get_arch
+    from netadjust.search import random_guided_widths
+
+    tmp, _, data = first
+    proc = evidence(tmp, "m.json", "--work", str(tmp / "work-m"), "--min-width", "2", "--searches-from",
+                    str(tmp / "a.json"))
+    assert proc.returncode != 0  # those searches held their layers at 4 channels
+    assert "--searches-from" in proc.stderr
+    assert "made with other settings (min_width: None there, 2 here)" in proc.stderr
+    proc = evidence(tmp, "m.json", "--work", str(tmp / "work-m"), "--min-width", "0")
+    assert proc.returncode == 2 and "--min-width must be a positive integer, got 0" in proc.stderr
+    assert not (tmp / "m.json").exists()
+
+    proc = evidence(tmp, "m.json", "--work", str(tmp / "work-m"), "--min-width", "2", "--arms", "uniform_0.64",
+                    "random_0.64", "--finals-from", str(tmp / "a.json"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp / "m.json").read_text())
+    assert result["settings"]["min_width"] == 2
+    record = result["families"]["resnet20"]
+    arch = get_arch("resnet20", num_classes=10, in_channels=1, input_size=8, width_mult=0.25)
+    default = arch.default_widths()
+    assert min(default.values()) == 4  # the library's floor holds the uniform 0.64x widths there; 2 lets them narrow
+    floored = fit_budget(arch, default, 0.64 * arch.macs(default), min_width=4)
+    lower = fit_budget(arch, default, 0.64 * arch.macs(default), min_width=2)
+    assert lower != floored and record["finals"]["uniform_0.64/0"]["widths"] == lower
+    cfg = {"arch": "resnet20", "width_mult": 0.25, "rounds": 2, "seed": 0, "budget": 0.64}  # the quick mode's
+    random = random_guided_widths(SearchConfig.from_dict({**cfg, "min_width": 2}), arch)[-1]
+    assert random != random_guided_widths(SearchConfig.from_dict(cfg), arch)[-1]
+    assert record["finals"]["random_0.64/0"]["widths"] == random and min(random.values()) < 4
+    assert set(record["searches"]) == {"adjusted/0"}  # searched again, with the lower floor
+    config = tmp / "work-m" / "resnet20" / "adjusted" / "seed0" / "config.json"
+    assert json.loads(config.read_text())["min_width"] == 2
+    assert record["finals"]["uniform/0"]["reused_from"] == "a.json"  # its widths do not depend on the floor
+
+
 def test_a_seed_range_runs_those_seeds_alone(first):
     tmp, _, data = first
     doctored = json.loads(json.dumps(data))  # seed 0's searches and finals recorded as seed 1's

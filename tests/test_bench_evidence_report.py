@@ -74,6 +74,10 @@ def test_settings_curve_stage_shape_and_times_are_stated(tmp_path):
     assert "(1 of its 9 final trainings taken from earlier runs, with their times)." in md
     cold = render(tmp_path, results(warm_start=False, searches_from=None))
     assert "10 rounds x 8 epochs (every round from scratch), FUR repeats 2" in cold and "taken from there" not in cold
+    assert "min width" not in cold  # stated only where a run set it
+    data = results()
+    data["settings"]["min_width"] = 2
+    assert "FUR repeats 2, min width 2 (`--min-width`; it also floors the random control" in render(tmp_path, data)
 
 
 def test_a_seed_range_is_tabulated_over_its_seeds_alone(tmp_path):
@@ -163,6 +167,9 @@ def test_planned_tests_are_computed_from_the_files_and_seeds_they_name(tmp_path)
     assert "| 10 rounds x 8 epochs | 8 | 1..2 | random-adjusted - uniform | independent |" in proc.stdout
     # One seed has a difference (+2 points) but no interval or p.
     assert "| 0..0 | FUR-adjusted - random-adjusted | independent | primary | +2.00 | - | 1 of 1 | - |" in proc.stdout
+    data["settings"]["min_width"] = 2
+    proc = plans(tmp_path, data, [planned("1..2", "random", "uniform")])
+    assert "| 10 rounds x 8 epochs, min width 2 | 8 | 1..2 | random-adjusted - uniform |" in proc.stdout
 
 
 @pytest.mark.parametrize("test, message", [
