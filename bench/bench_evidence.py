@@ -72,11 +72,11 @@ from typing import NamedTuple
 import torch
 
 from machine import device_name
-from netadjust.budget import fit_budget
+from netadjust.budget import Cost
 from netadjust.config import SearchConfig, TrainConfig
 from netadjust.data import load_dataset
 from netadjust.models import get_arch
-from netadjust.search import random_guided_widths, search_many
+from netadjust.search import random_guided_widths, restore_budget, search_many
 from netadjust.stats import paired_difference, paired_p_value
 from netadjust.train import Training, train_concurrently
 
@@ -242,14 +242,13 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
 def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) -> dict[str, int]:
     if arm == "uniform":
         return arch.default_widths()
-    if arm == "uniform_0.64":  # what a search at --budget 0.64 starts from
-        default = arch.default_widths()
-        floor = min(min_width(s), *default.values())
-        return fit_budget(arch, default, BUDGET[arm] * arch.macs(default), min_width=floor)
+    cfg = SearchConfig.from_dict({"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed,
+                                  "budget": BUDGET[arm], "min_width": min_width(s)})
+    if arm == "uniform_0.64":  # what a search at --budget 0.64 starts from: its own budget restore
+        cost = Cost(arch)
+        return restore_budget(cfg, arch, arch.default_widths(), cfg.budget * cost.start(), cost)
     if arm in RANDOM:
-        cfg = {"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed,
-               "budget": BUDGET[arm], "min_width": min_width(s)}
-        return random_guided_widths(SearchConfig.from_dict(cfg), arch)[-1]
+        return random_guided_widths(cfg, arch)[-1]
     return record["searches"][f"{arm}/{seed}"]["widths"]
 
 
