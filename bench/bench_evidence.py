@@ -55,7 +55,9 @@ the runs made, under a reading written by hand. ``--plans bench/evidence_plans.j
 table of the tests fixed in a commit before their results (the ledger names each one's plan, results
 file, family, seeds and comparison), every figure computed from the results files. ``--longer-finals SHORT
 LONG`` prints what the longer finals of results file LONG changed, seed by seed, against SHORT's finals of the
-same seeds and widths (every paired difference and every arm's accuracy).
+same seeds and widths (every paired difference and every arm's accuracy). ``--across OLD NEW`` prints what a
+setting changed between two runs of the same seeds (say ``--min-width``): each arm's finals in NEW minus the
+same arm's in OLD, seed by seed.
 """
 
 from __future__ import annotations
@@ -384,6 +386,10 @@ def main() -> None:
     p.add_argument("--longer-finals", metavar="JSON", nargs=2,
                    help="SHORT LONG: print what the longer finals of results file LONG changed against SHORT's finals "
                         "of the same seeds and widths (every paired difference and arm, seed by seed) and exit")
+    p.add_argument("--across", metavar="JSON", nargs=2,
+                   help="OLD NEW: print each arm's finals in results file NEW minus the same arm's in OLD, paired over "
+                        "the seeds both trained it on (or those of --seeds), with the settings that differ, and exit "
+                        "(e.g. what --min-width changed)")
     p.add_argument("--plans", metavar="JSON",
                    help="print the table of the planned tests a ledger lists (bench/evidence_plans.json) and exit")
     args = p.parse_args()
@@ -404,6 +410,11 @@ def main() -> None:
         from bench_evidence_report import longer_finals  # noqa: PLC0415
 
         print(longer_finals(*map(Path, args.longer_finals)))
+        return
+    if args.across:
+        from bench_evidence_report import across  # noqa: PLC0415
+
+        print(across(*map(Path, args.across), seed_range(args.seeds) if args.seeds is not None else None))
         return
     if args.plans:
         from bench_evidence_report import planned_tests  # noqa: PLC0415

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_evidence import (ARMS, COMPARISONS, DEFAULT_ARMS, PAPER_AFTER, PAPER_BEFORE, RANDOM, Comparison, compare,
-                            format_p, paired, parse_seeds, seed_range)
+from bench_evidence import (ARMS, COMPARISONS, DEFAULT_ARMS, FINAL_SETTINGS, PAPER_AFTER, PAPER_BEFORE, RANDOM,
+                            SEARCH_SETTINGS, Comparison, compare, format_p, min_width, paired, parse_seeds, seed_range)
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
 
@@ -230,31 +230,42 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
 
 def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
     """One row of :func:`planned_tests`, its figures computed from the results file the test names (read once
-    into ``loaded`` for all the rows that name it)."""
+    into ``loaded`` for all the rows that name it). A test ``against`` a second file subtracts its second arm's
+    finals in that file, the settings in which the two differ named in the comparison."""
     where = f"{test.get('plan', '?')} ({test.get('file')}, {test.get('family')}, seeds {test.get('seeds')})"
     a, b = test["comparison"]
-    if (a, b) not in COMPARISONS:
+    if "against" in test:
+        if a not in ARMS or b not in ARMS:
+            raise SystemExit(f"planned test {where}: comparison {a} - {b}: the arms are {', '.join(ARMS)}")
+    elif (a, b) not in COMPARISONS:
         raise SystemExit(f"planned test {where}: comparison {a} - {b} is none of "
                          f"{', '.join(f'{x} - {y}' for x, y in COMPARISONS)}")
-    path = folder / test["file"]
-    if not path.exists():
-        raise SystemExit(f"planned test {where}: {path} does not exist")
     try:
         seeds = seed_range(parse_seeds(test["seeds"]))
     except argparse.ArgumentTypeError as e:
         raise SystemExit(f"planned test {where}: seeds {e}") from None
-    if path not in loaded:
-        loaded[path] = json.loads(path.read_text())
-    data = loaded[path]
-    s = data["settings"]
-    finals = data["families"].get(test["family"], {}).get("finals", {})
-    missing = [f"{arm}/{i}" for arm in (a, b) for i in seeds if f"{arm}/{i}" not in finals]
-    if missing:
-        raise SystemExit(f"planned test {where}: {path.name} has no final training of {', '.join(missing)}")
-    (c,) = compare(finals, (a, b), seeds)
+    finals, settings, missing = [], {}, {}
+    for arm, key in ((a, "file"), (b, "against" if "against" in test else "file")):
+        path = folder / test[key]
+        if not path.exists():
+            raise SystemExit(f"planned test {where}: {path} does not exist")
+        if path not in loaded:
+            loaded[path] = json.loads(path.read_text())
+        finals.append(loaded[path]["families"].get(test["family"], {}).get("finals", {}))
+        settings[key] = loaded[path]["settings"]
+        missing.setdefault(path.name, []).extend(f"{arm}/{i}" for i in seeds if f"{arm}/{i}" not in finals[-1])
+    if any(missing.values()):
+        raise SystemExit(f"planned test {where}: " + "; ".join(f"{name} has no final training of {', '.join(keys)}"
+                                                               for name, keys in missing.items() if keys))
+    s = settings["file"]
+    xs, ys = ([f[f"{arm}/{i}"]["test_acc"] for i in seeds] for f, arm in zip(finals, (a, b)))
+    c = paired(a, b, xs, ys)
     ci = _interval(c)
     if c.ci and (c.ci[0] > 0 or c.ci[1] < 0):
         ci = f"**{ci}**"
+    comparison = f"{LABELS[a]} - {LABELS[b]}"
+    if "against" in test:
+        comparison += " at " + ", ".join(f"{k} {old}" for k, old, _ in changed_settings(settings["against"], s))
     draws = ("-" if not set(RANDOM) & {a, b} else
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
@@ -262,7 +273,7 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
     if "min_width" in s:  # only where a run set it
         search += f", min width {s['min_width']}"
     return (f"| {test['plan']} | {test['family']} | x{s['width_mult']} | {s['train_subset'] or 'all'} | {search} | "
-            f"{s['final_epochs']} | {seeds[0]}..{seeds[-1]} | {LABELS[a]} - {LABELS[b]} | {draws} | {test['role']} | "
+            f"{s['final_epochs']} | {seeds[0]}..{seeds[-1]} | {comparison} | {draws} | {test['role']} | "
             f"{_pct(c.gain, True)} | {ci} | {_wins(c)} | {format_p(c.p)} |")
 
 
@@ -304,4 +315,50 @@ def longer_finals(short: Path, long: Path) -> str:
                          _pct(sum(after) / len(seeds)), paired(arm, arm, after, before)))
         lines += [f"| {family} | {name} | {before} | {after} | {_pct(c.gain, True)} | {_interval(c)} | {_wins(c)} | "
                   f"{format_p(c.p)} |" for name, before, after, c in rows]
+    return "\n".join(lines)
+
+
+def changed_settings(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """The search and final settings (name, ``old``'s value, ``new``'s) in which two results files' settings differ;
+    a setting a file predates counts as the value its run used (the library's min width, no warm start)."""
+    def value(s: dict, key: str) -> object:
+        return min_width(s) if key == "min_width" else bool(s.get(key)) if key == "warm_start" else s.get(key)
+    keys = dict.fromkeys(SEARCH_SETTINGS + FINAL_SETTINGS)
+    return [(k.replace("_", " "), value(old, k), value(new, k)) for k in keys if value(old, k) != value(new, k)]
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """Seeds as "A..B" where they run on without a gap, else one by one."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}..{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def across(old: Path, new: Path, seeds: range | None = None) -> str:
+    """Each arm's final trainings in results file ``new`` minus the same arm's in ``old``, paired seed by seed over
+    the seeds both trained it on (those of ``seeds`` where given): what a setting changed between two runs (such as
+    ``--min-width``) did to each arm, the settings that differ stated above the table."""
+    before, after = (json.loads(p.read_text()) for p in (old, new))
+    changed = changed_settings(before["settings"], after["settings"])
+    lines = [f"OLD {old.name}, NEW {new.name}: "
+             + ("; ".join(f"{k} {a} in OLD, {b} in NEW" for k, a, b in changed) if changed
+                else "the same search and final settings") + ".", "",
+             "| family | arm | seeds | OLD test acc % (mean) | NEW | NEW - OLD (points) | 95% CI | per seed | wins | "
+             "p (paired t) |", "|---|---|---|---:|---:|---:|---|---|---:|---:|"]
+    header = len(lines)
+    for family, rec in after["families"].items():
+        was, now = before["families"].get(family, {}).get("finals", {}), rec["finals"]
+        for arm in ARMS:
+            common = sorted(int(key.split("/")[1]) for key in now
+                            if key.split("/")[0] == arm and key in was and (seeds is None or int(key.split("/")[1]) in seeds))
+            if not common:
+                continue
+            xs, ys = ([finals[f"{arm}/{i}"]["test_acc"] for i in common] for finals in (now, was))
+            c = paired(arm, arm, xs, ys)
+            lines.append(f"| {family} | {LABELS[arm]} | {_seed_list(common)} | {_pct(sum(ys) / len(ys))} | "
+                         f"{_pct(sum(xs) / len(xs))} | {_pct(c.gain, True)} | {_interval(c)} | "
+                         f"{', '.join(_pct(d, True) for d in c.diffs)} | {_wins(c)} | {format_p(c.p)} |")
+    if len(lines) == header:
+        raise SystemExit(f"{old.name} and {new.name} hold no final training of the same family, arm and seed"
+                         + (f" among seeds {seeds[0]}..{seeds[-1]}" if seeds is not None else ""))
     return "\n".join(lines)

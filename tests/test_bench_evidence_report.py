@@ -223,3 +223,62 @@ def test_longer_finals_give_each_difference_and_arm_change_seed_by_seed(tmp_path
     proc = longer(tmp_path, short, results())
     assert proc.returncode != 0
     assert "short.json has no pyramidnet20 final adjusted/2 to compare with long.json's" in proc.stderr
+
+
+def across(tmp_path: Path, old: dict, new: dict, *args: str) -> subprocess.CompletedProcess:
+    paths = [tmp_path / "old.json", tmp_path / "new.json"]
+    for path, data in zip(paths, (old, new)):
+        path.write_text(json.dumps(data))
+    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--across", *map(str, paths),
+                           *args], capture_output=True, text=True)
+
+
+def floor_2(data: dict) -> dict:
+    """``data`` made with --min-width 2, its FUR-adjusted finals 2, 3 and 1 points up on seeds 0, 1, 2."""
+    data["settings"]["min_width"] = 2
+    for i, d in enumerate((0.02, 0.03, 0.01)):
+        data["families"]["pyramidnet20"]["finals"][f"adjusted/{i}"]["test_acc"] += d
+    return data
+
+
+def test_across_gives_each_arms_change_between_two_runs_seed_by_seed(tmp_path):
+    old, new = results(), floor_2(results())
+    del new["families"]["pyramidnet20"]["finals"]["random/1"]
+    proc = across(tmp_path, old, new)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    # The file that predates --min-width ran at the library's 4; warm start and the rest are the same.
+    assert rows[0] == "OLD old.json, NEW new.json: min width 4 in OLD, 2 in NEW."
+    # +2, +3, +1: mean 2, sd 1, 2 -+ 4.3027 / sqrt(3) = [-0.48, +4.48], p = 0.074 (as in the longer-finals test).
+    assert ("| pyramidnet20 | FUR-adjusted | 0..2 | 92.00 | 94.00 | +2.00 | [-0.48, +4.48] | +2.00, +3.00, +1.00 | "
+            "3 of 3 | 0.074 |") in rows
+    assert "| pyramidnet20 | uniform | 0..2 | 91.00 | 91.00 | +0.00 |" in proc.stdout
+    # An arm is paired over the seeds both files trained it on.
+    assert "| pyramidnet20 | random-adjusted | 0, 2 | 90.00 | 90.00 | +0.00 |" in proc.stdout
+    # --seeds keeps those: +3, +1 on seeds 1 and 2, mean 2, sd sqrt 2: 2 -+ 12.706 = [-10.71, +14.71]; t = 2 at
+    # 1 df gives p = 1 - 2 atan(2) / pi = 0.30.
+    proc = across(tmp_path, old, new, "--seeds", "1..2")
+    assert ("| pyramidnet20 | FUR-adjusted | 1..2 | 92.50 | 94.50 | +2.00 | [-10.71, +14.71] | +3.00, +1.00 | 2 of 2 | "
+            "0.30 |") in proc.stdout.splitlines()
+    assert "| random-adjusted | 2 | 91.00 | 91.00 | +0.00 | - | +0.00 | 0 of 1 | - |" in proc.stdout
+    assert across(tmp_path, old, results()).stdout.startswith(
+        "OLD old.json, NEW new.json: the same search and final settings.")
+    proc = across(tmp_path, old, new, "--seeds", "5..9")
+    assert proc.returncode != 0
+    assert "old.json and new.json hold no final training of the same family, arm and seed among seeds 5..9" in proc.stderr
+
+
+def test_a_planned_test_against_a_second_file_subtracts_its_finals_and_names_what_differs(tmp_path):
+    (tmp_path / "results_floor4.json").write_text(json.dumps(results()))
+    test = {**planned("0..2", "adjusted", "adjusted"), "against": "results_floor4.json"}
+    proc = plans(tmp_path, floor_2(results()), [test])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[2] == (
+        "| abc1234 | pyramidnet20 | x0.5 | 4000 | 10 rounds: 8 epochs, then 2 warm-started, min width 2 | 8 | 0..2 | "
+        "FUR-adjusted - FUR-adjusted at min width 4 | - | primary | +2.00 | [-0.48, +4.48] | 3 of 3 | 0.074 |")
+    proc = plans(tmp_path, results(), [{**test, "seeds": "0..3", "comparison": ["adjusted", "random"]}])
+    assert proc.returncode != 0
+    assert ("results_evidence_test.json has no final training of adjusted/3; results_floor4.json has no final "
+            "training of random/3") in proc.stderr
+    proc = plans(tmp_path, results(), [{**test, "comparison": ["adjusted", "widest"]}])
+    assert proc.returncode != 0 and "comparison adjusted - widest: the arms are uniform, adjusted," in proc.stderr
