@@ -265,7 +265,9 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
         ci = f"**{ci}**"
     comparison = f"{LABELS[a]} - {LABELS[b]}"
     if "against" in test:
-        comparison += " at " + ", ".join(f"{k} {old}" for k, old, _ in changed_settings(settings["against"], s))
+        changed = changed_settings(settings["against"], s)
+        comparison += (" at " + ", ".join(f"{k} {old}" for k, old, _ in changed) if changed
+                       else f" of {test['against']}")
     draws = ("-" if not set(RANDOM) & {a, b} else
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
@@ -349,8 +351,8 @@ def across(old: Path, new: Path, seeds: range | None = None) -> str:
     for family, rec in after["families"].items():
         was, now = before["families"].get(family, {}).get("finals", {}), rec["finals"]
         for arm in ARMS:
-            common = sorted(int(key.split("/")[1]) for key in now
-                            if key.split("/")[0] == arm and key in was and (seeds is None or int(key.split("/")[1]) in seeds))
+            trained = sorted(int(key.split("/")[1]) for key in now if key.split("/")[0] == arm and key in was)
+            common = [i for i in trained if seeds is None or i in seeds]
             if not common:
                 continue
             xs, ys = ([finals[f"{arm}/{i}"]["test_acc"] for i in common] for finals in (now, was))

@@ -276,6 +276,9 @@ def test_a_planned_test_against_a_second_file_subtracts_its_finals_and_names_wha
     assert proc.stdout.splitlines()[2] == (
         "| abc1234 | pyramidnet20 | x0.5 | 4000 | 10 rounds: 8 epochs, then 2 warm-started, min width 2 | 8 | 0..2 | "
         "FUR-adjusted - FUR-adjusted at min width 4 | - | primary | +2.00 | [-0.48, +4.48] | 3 of 3 | 0.074 |")
+    # Where no setting differs, the comparison names the other file.
+    proc = plans(tmp_path, results(), [test])
+    assert "| FUR-adjusted - FUR-adjusted of results_floor4.json | - | primary | +0.00 |" in proc.stdout
     proc = plans(tmp_path, results(), [{**test, "seeds": "0..3", "comparison": ["adjusted", "random"]}])
     assert proc.returncode != 0
     assert ("results_evidence_test.json has no final training of adjusted/3; results_floor4.json has no final "
