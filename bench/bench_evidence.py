@@ -202,9 +202,13 @@ def data_for(s: dict, seed: int, data_dir: str | None):
                         train_subset=s["train_subset"])
 
 
-def min_width(s: dict) -> int:
-    """The searches' ``min_width`` (``--min-width``; files that predate the setting used the library's default)."""
-    return s.get("min_width", SearchConfig().min_width)
+# What the runs of results files that predate a setting ran with (the library's min width, cold searches).
+UNRECORDED = {"min_width": SearchConfig().min_width, "warm_start": False}
+
+
+def setting(s: dict, key: str):
+    """A run's value of setting ``key``: the recorded one, else what runs that predate it used."""
+    return s.get(key, UNRECORDED.get(key))
 
 
 def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, save) -> None:
@@ -220,8 +224,8 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
                 "arch": family, "width_mult": s["width_mult"], "dataset": s["dataset"], "data_dir": args.data_dir,
                 "train_subset": s["train_subset"], "heldout_fraction": s["heldout_fraction"], "rounds": s["rounds"],
                 "epochs": s["epochs"], "repeats": s["repeats"], "budget": BUDGET[arm], "seed": seed,
-                "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": s.get("warm_start", False),
-                "min_width": min_width(s)})
+                "final_epochs": 0, "device": args.device, "out": str(out), "warm_start": setting(s, "warm_start"),
+                "min_width": setting(s, "min_width")})
     unfinished = {k for k, cfg in todo.items() if Path(cfg.out).exists()}  # left by an earlier run
 
     def keep(key: str, result) -> None:
@@ -244,14 +248,14 @@ def run_searches(s: dict, family: str, record: dict, args: argparse.Namespace, s
 def arm_widths(s: dict, family: str, arch, record: dict, arm: str, seed: int) -> dict[str, int]:
     if arm == "uniform":
         return arch.default_widths()
+    if arm in SEARCHED:
+        return record["searches"][f"{arm}/{seed}"]["widths"]
     cfg = SearchConfig.from_dict({"arch": family, "width_mult": s["width_mult"], "rounds": s["rounds"], "seed": seed,
-                                  "budget": BUDGET[arm], "min_width": min_width(s)})
+                                  "budget": BUDGET[arm], "min_width": setting(s, "min_width")})
     if arm == "uniform_0.64":  # what a search at --budget 0.64 starts from: its own budget restore
         cost = Cost(arch)
         return restore_budget(cfg, arch, arch.default_widths(), cfg.budget * cost.start(), cost)
-    if arm in RANDOM:
-        return random_guided_widths(cfg, arch)[-1]
-    return record["searches"][f"{arm}/{seed}"]["widths"]
+    return random_guided_widths(cfg, arch)[-1]
 
 
 def load_matching(flag: str, sources: list[str], s: dict, settings: tuple[str, ...]) -> list[tuple[str, dict]]:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bench_evidence import (ARMS, COMPARISONS, DEFAULT_ARMS, FINAL_SETTINGS, PAPER_AFTER, PAPER_BEFORE, RANDOM,
-                            SEARCH_SETTINGS, Comparison, compare, format_p, min_width, paired, parse_seeds, seed_range)
+                            SEARCH_SETTINGS, Comparison, compare, format_p, paired, parse_seeds, seed_range, setting)
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
 
@@ -258,8 +258,7 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
         raise SystemExit(f"planned test {where}: " + "; ".join(f"{name} has no final training of {', '.join(keys)}"
                                                                for name, keys in missing.items() if keys))
     s = settings["file"]
-    xs, ys = ([f[f"{arm}/{i}"]["test_acc"] for i in seeds] for f, arm in zip(finals, (a, b)))
-    c = paired(a, b, xs, ys)
+    c = paired(a, b, *(arm_results(f, arm, seeds)[0] for f, arm in zip(finals, (a, b))))
     ci = _interval(c)
     if c.ci and (c.ci[0] > 0 or c.ci[1] < 0):
         ci = f"**{ci}**"
@@ -322,11 +321,9 @@ def longer_finals(short: Path, long: Path) -> str:
 
 def changed_settings(old: dict, new: dict) -> list[tuple[str, object, object]]:
     """The search and final settings (name, ``old``'s value, ``new``'s) in which two results files' settings differ;
-    a setting a file predates counts as the value its run used (the library's min width, no warm start)."""
-    def value(s: dict, key: str) -> object:
-        return min_width(s) if key == "min_width" else bool(s.get(key)) if key == "warm_start" else s.get(key)
+    a setting a file predates counts as the value its run used (:func:`bench_evidence.setting`)."""
     keys = dict.fromkeys(SEARCH_SETTINGS + FINAL_SETTINGS)
-    return [(k.replace("_", " "), value(old, k), value(new, k)) for k in keys if value(old, k) != value(new, k)]
+    return [(k.replace("_", " "), setting(old, k), setting(new, k)) for k in keys if setting(old, k) != setting(new, k)]
 
 
 def _seed_list(seeds: list[int]) -> str:
@@ -355,7 +352,7 @@ def across(old: Path, new: Path, seeds: range | None = None) -> str:
             common = [i for i in trained if seeds is None or i in seeds]
             if not common:
                 continue
-            xs, ys = ([finals[f"{arm}/{i}"]["test_acc"] for i in common] for finals in (now, was))
+            xs, ys = (arm_results(finals, arm, common)[0] for finals in (now, was))
             c = paired(arm, arm, xs, ys)
             lines.append(f"| {family} | {LABELS[arm]} | {_seed_list(common)} | {_pct(sum(ys) / len(ys))} | "
                          f"{_pct(sum(xs) / len(xs))} | {_pct(c.gain, True)} | {_interval(c)} | "
