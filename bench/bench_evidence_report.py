@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench_evidence import (ARMS, COMPARISONS, DEFAULT_ARMS, FINAL_SETTINGS, PAPER_AFTER, PAPER_BEFORE, RANDOM,
@@ -55,7 +56,7 @@ def finished(rec: dict, arms, seeds: range) -> bool:
     return all(f"{arm}/{i}" in rec["finals"] for arm in arms for i in seeds)
 
 
-def arm_results(finals: dict, arm: str, seeds: range) -> tuple[list[float], float]:
+def arm_results(finals: dict, arm: str, seeds: Sequence[int]) -> tuple[list[float], float]:
     """An arm's test accuracies seed by seed, and its mean MACs."""
     runs = [finals[f"{arm}/{i}"] for i in seeds]
     return [r["test_acc"] for r in runs], sum(r["macs"] for r in runs) / len(seeds)
@@ -270,7 +271,7 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
     draws = ("-" if not set(RANDOM) & {a, b} else
              "independent" if s.get("random_draws") == "per seed" else "shared")
     search = (f"{s['rounds']} rounds: {s['epochs']} epochs, then {warm_epochs(s['epochs'])} warm-started"
-              if s.get("warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
+              if setting(s, "warm_start") else f"{s['rounds']} rounds x {s['epochs']} epochs")
     if "min_width" in s:  # only where a run set it
         search += f", min width {s['min_width']}"
     return (f"| {test['plan']} | {test['family']} | x{s['width_mult']} | {s['train_subset'] or 'all'} | {search} | "
@@ -354,8 +355,8 @@ def across(old: Path, new: Path, seeds: range | None = None) -> str:
                 continue
             xs, ys = (arm_results(finals, arm, common)[0] for finals in (now, was))
             c = paired(arm, arm, xs, ys)
-            lines.append(f"| {family} | {LABELS[arm]} | {_seed_list(common)} | {_pct(sum(ys) / len(ys))} | "
-                         f"{_pct(sum(xs) / len(xs))} | {_pct(c.gain, True)} | {_interval(c)} | "
+            lines.append(f"| {family} | {LABELS[arm]} | {_seed_list(common)} | {_pct(mean_std(ys)[0])} | "
+                         f"{_pct(mean_std(xs)[0])} | {_pct(c.gain, True)} | {_interval(c)} | "
                          f"{', '.join(_pct(d, True) for d in c.diffs)} | {_wins(c)} | {format_p(c.p)} |")
     if len(lines) == header:
         raise SystemExit(f"{old.name} and {new.name} hold no final training of the same family, arm and seed"
