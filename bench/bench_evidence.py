@@ -74,6 +74,7 @@ from typing import NamedTuple
 import torch
 
 from machine import device_name
+from seeds import parse_seeds, seed_range
 from netadjust.budget import Cost
 from netadjust.config import SearchConfig, TrainConfig
 from netadjust.data import load_dataset
@@ -113,29 +114,6 @@ FINAL_SETTINGS = ("dataset", "width_mult", "train_subset", "heldout_fraction", "
 # conv1, conv2 of each block, per stage), as given in the paper.
 PAPER_BEFORE = (51, 102, 204, 409)
 PAPER_AFTER = ((26, 53, 16, 62), (103, 96, 84, 89), (366, 162, 184, 174), (673, 283, 637, 833))
-
-
-def parse_seeds(text: str) -> int | str:
-    """``--seeds``: a count N (seeds 0..N-1), kept as an int so that earlier results files still continue, or a
-    range "A..B" (seeds A to B), for a run on seeds of its own."""
-    first, dots, last = text.partition("..")
-    try:
-        if not dots and int(text) >= 1:
-            return int(text)
-        if dots and 0 <= int(first) <= int(last):
-            return f"{int(first)}..{int(last)}"
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"takes a count N >= 1 (seeds 0..N-1) or a range A..B with 0 <= A <= B "
-                                     f"(seeds A to B), got {text!r}")
-
-
-def seed_range(seeds: int | str) -> range:
-    """The seeds a results file's ``seeds`` setting names (see :func:`parse_seeds`)."""
-    if isinstance(seeds, int):
-        return range(seeds)
-    first, last = map(int, seeds.split(".."))
-    return range(first, last + 1)
 
 
 class Comparison(NamedTuple):

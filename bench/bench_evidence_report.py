@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench_evidence import (ARMS, COMPARISONS, DEFAULT_ARMS, FINAL_SETTINGS, PAPER_AFTER, PAPER_BEFORE, RANDOM,
-                            SEARCH_SETTINGS, Comparison, compare, format_p, paired, parse_seeds, seed_range, setting)
+                            SEARCH_SETTINGS, Comparison, compare, format_p, paired, setting)
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
+from seeds import parse_seeds, seed_range
 
 LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
           "uniform_0.64": "uniform 0.64x", "adjusted_0.64": "FUR-adjusted 0.64x",
