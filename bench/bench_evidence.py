@@ -17,6 +17,9 @@ recipe, the same seeds; differences are paired seed by seed):
    widths: the yardstick of what a search's gain at equal MACs is worth;
 5. ``random_0.64``: the random control at ``--budget 0.64`` (only when ``--arms`` names it).
 
+``uniform`` always runs, and ``adjusted`` unless ``--skip-adjusted`` leaves it out (its search and finals), for
+a run about the 0.64x arms alone.
+
 Every arm's widths are then trained with the same final schedule (``final_epochs`` on train +
 held-out, as a search's final comparison) and tested. ``plateau`` trains the uniform widths of
 seed 0 for half and twice the final epochs too, to show whether the final trainings are long
@@ -329,6 +332,8 @@ def main() -> None:
                    help="override the mode's seeds: a count N (seeds 0..N-1; the modes run 5) or a range A..B")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
                    help="the arms (default all but random_0.64; uniform and adjusted are always run)")
+    p.add_argument("--skip-adjusted", action="store_true",
+                   help="leave out the 1.0x FUR-adjusted arm (its search and finals), for a run about the 0.64x arms")
     p.add_argument("--warm-start", action="store_true", default=None,
                    help="warm-started searches (default: every round from scratch)")
     p.add_argument("--plateau", nargs="*", type=int, default=None, metavar="EPOCHS",
@@ -415,7 +420,10 @@ def main() -> None:
     for key, files in (("searches_from", args.searches_from), ("finals_from", args.finals_from)):
         if files:
             s[key] = ", ".join(Path(f).name for f in files)
-    s["arms"] = tuple(a for a in ARMS if a in ("uniform", "adjusted") or a in (args.arms or DEFAULT_ARMS))
+    always = ("uniform",) if args.skip_adjusted else ("uniform", "adjusted")
+    s["arms"] = tuple(a for a in ARMS if a in always or a in (args.arms or DEFAULT_ARMS))
+    if args.skip_adjusted and args.arms and "adjusted" in args.arms:
+        p.error("--skip-adjusted leaves out the arm that --arms names (adjusted): drop one of the two")
     if set(RANDOM) & set(s["arms"]):  # files made before 2026-12-02 lack it: their control drew by seed + round
         s["random_draws"] = "per seed"
     if args.plateau is not None:

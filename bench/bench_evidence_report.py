@@ -100,8 +100,8 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
     secs = [v["seconds"] for v in rec["searches"].values()]
     final_secs = [v["seconds"] for v in finals.values()]
     reused = sum("reused_from" in v for v in finals.values())
-    lines += [f"Search time: {sum(secs) / len(secs):.0f} s per search on average; final trainings "
-              f"{min(final_secs):.0f}-{max(final_secs):.0f} s each; this run took {rec.get('seconds', 0) / 60:.1f} min"
+    start = f"Search time: {sum(secs) / len(secs):.0f} s per search on average; final" if secs else "Final"
+    lines += [f"{start} trainings {min(final_secs):.0f}-{max(final_secs):.0f} s each; this run took {rec.get('seconds', 0) / 60:.1f} min"
               + (f" ({reused} of its {len(finals)} final trainings taken from earlier runs, with their times)."
                  if reused else "."), ""]
     return lines

@@ -104,6 +104,25 @@ def test_only_the_searches_a_run_uses_are_taken_from_earlier_files(first):
     assert searches == {"adjusted/0": data["families"]["resnet20"]["searches"]["adjusted/0"]}  # not the 0.64x one
 
 
+def test_skip_adjusted_leaves_out_the_1x_search_and_its_finals(first):
+    tmp, _, data = first
+    proc = evidence(tmp, "s.json", "--work", str(tmp / "work-s"), "--skip-adjusted", "--searches-from",
+                    str(tmp / "a.json"), "--finals-from", str(tmp / "a.json"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp / "s.json").read_text())
+    assert result["settings"]["arms"] == ["uniform", "uniform_0.64", "adjusted_0.64"]
+    record, earlier = result["families"]["resnet20"], data["families"]["resnet20"]
+    assert record["searches"] == {"adjusted_0.64/0": earlier["searches"]["adjusted_0.64/0"]}
+    assert set(record["finals"]) == {"uniform/0", "uniform_0.64/0", "adjusted_0.64/0"}
+    assert "adjusted - uniform" not in proc.stdout and "adjusted_0.64 - uniform_0.64: " in proc.stdout
+    md = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--render", str(tmp / "s.json")],
+                        capture_output=True, text=True).stdout
+    assert "| FUR-adjusted 0.64x |" in md and "| FUR-adjusted |" not in md
+    proc = evidence(tmp, "t.json", "--skip-adjusted", "--arms", "adjusted", "random")
+    assert proc.returncode == 2 and "--skip-adjusted leaves out the arm that --arms names (adjusted)" in proc.stderr
+    assert not (tmp / "t.json").exists()
+
+
 def test_the_random_arms_are_computed_not_searched_and_old_draws_are_not_reused(first):
     from netadjust.config import SearchConfig
     from netadjust.models import get_arch

@@ -72,6 +72,9 @@ def test_settings_curve_stage_shape_and_times_are_stated(tmp_path):
             "random-adjusted: stage 1 1.50, stage 2 0.75.") in md
     assert "Search time: 150 s per search on average; final trainings 60-62 s each; this run took 10.0 min" in md
     assert "(1 of its 9 final trainings taken from earlier runs, with their times)." in md
+    unsearched = results()  # a run whose arms need no search (uniform and random ones only)
+    unsearched["families"]["pyramidnet20"]["searches"] = {}
+    assert "\nFinal trainings 60-62 s each; this run took 10.0 min" in render(tmp_path, unsearched)
     cold = render(tmp_path, results(warm_start=False, searches_from=None))
     assert "10 rounds x 8 epochs (every round from scratch), FUR repeats 2" in cold and "taken from there" not in cold
     assert "min width" not in cold  # stated only where a run set it
