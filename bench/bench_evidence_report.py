@@ -101,7 +101,8 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
     final_secs = [v["seconds"] for v in finals.values()]
     reused = sum("reused_from" in v for v in finals.values())
     start = f"Search time: {sum(secs) / len(secs):.0f} s per search on average; final" if secs else "Final"
-    lines += [f"{start} trainings {min(final_secs):.0f}-{max(final_secs):.0f} s each; this run took {rec.get('seconds', 0) / 60:.1f} min"
+    lines += [f"{start} trainings {min(final_secs):.0f}-{max(final_secs):.0f} s each; "
+              f"this run took {rec.get('seconds', 0) / 60:.1f} min"
               + (f" ({reused} of its {len(finals)} final trainings taken from earlier runs, with their times)."
                  if reused else "."), ""]
     return lines
@@ -145,21 +146,25 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     fig = Figure(figsize=(4.5 * (len(fams) + 1), 3.6), layout="constrained")
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams) + 1, j + 1)
-        uniform = rec["finals"][f"uniform/{seeds[0]}"]["widths"]
+        # The 1.0x searches against the uniform widths; in a run without them (--skip-adjusted), the 0.64x ones.
+        searched, control, base = ("adjusted", "random", "uniform")
+        if "adjusted" not in arms and "adjusted_0.64" in arms:
+            searched, control, base = "adjusted_0.64", "random_0.64", "uniform_0.64"
+        uniform = rec["finals"][f"{base}/{seeds[0]}"]["widths"]
         keys = list(uniform)
-        if "adjusted" in arms:
+        if searched in arms:
             for i in seeds:
-                w = rec["finals"][f"adjusted/{i}"]["widths"]
+                w = rec["finals"][f"{searched}/{i}"]["widths"]
                 ax.plot(range(len(keys)), [w[k] / uniform[k] for k in keys], marker=".", alpha=0.6, label=f"seed {i}")
-        if "random" in arms:
-            mean = [sum(rec["finals"][f"random/{i}"]["widths"][k] for i in seeds) / len(seeds) / uniform[k]
+        if control in arms:
+            mean = [sum(rec["finals"][f"{control}/{i}"]["widths"][k] for i in seeds) / len(seeds) / uniform[k]
                     for k in keys]
-            ax.plot(range(len(keys)), mean, color="black", linestyle="--", label="random-adjusted, mean")
+            ax.plot(range(len(keys)), mean, color="black", linestyle="--", label=f"{LABELS[control]}, mean")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(keys)))
         ax.set_xticklabels([k.replace("stage", "s").replace(".block", ".b").replace(".conv", ".c") for k in keys],
                            rotation=90, fontsize=6)
-        ax.set_ylabel("searched / uniform width")
+        ax.set_ylabel(f"searched / {LABELS[base]} width")
         ax.set_title(f"{name}: widths FUR found")
         if j == 0:
             ax.legend(fontsize=6)

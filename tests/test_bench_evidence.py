@@ -115,9 +115,12 @@ def test_skip_adjusted_leaves_out_the_1x_search_and_its_finals(first):
     assert record["searches"] == {"adjusted_0.64/0": earlier["searches"]["adjusted_0.64/0"]}
     assert set(record["finals"]) == {"uniform/0", "uniform_0.64/0", "adjusted_0.64/0"}
     assert "adjusted - uniform" not in proc.stdout and "adjusted_0.64 - uniform_0.64: " in proc.stdout
-    md = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--render", str(tmp / "s.json")],
-                        capture_output=True, text=True).stdout
-    assert "| FUR-adjusted 0.64x |" in md and "| FUR-adjusted |" not in md
+    render = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evidence.py"), "--render", str(tmp / "s.json"),
+                             "--plots", str(tmp / "plots")], capture_output=True, text=True)
+    assert render.returncode == 0, render.stderr
+    assert "| FUR-adjusted 0.64x |" in render.stdout and "| FUR-adjusted |" not in render.stdout
+    assert "No artists with labels" not in render.stderr  # the widths figure plots the 0.64x search instead
+    assert (tmp / "plots" / "s_widths.png").exists()
     proc = evidence(tmp, "t.json", "--skip-adjusted", "--arms", "adjusted", "random")
     assert proc.returncode == 2 and "--skip-adjusted leaves out the arm that --arms names (adjusted)" in proc.stderr
     assert not (tmp / "t.json").exists()
