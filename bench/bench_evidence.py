@@ -331,7 +331,7 @@ def main() -> None:
     p.add_argument("--seeds", type=parse_seeds, default=None,
                    help="override the mode's seeds: a count N (seeds 0..N-1; the modes run 5) or a range A..B")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
-                   help="the arms (default all but random_0.64; uniform and adjusted are always run)")
+                   help="the arms (default all but random_0.64; uniform always runs, adjusted unless --skip-adjusted)")
     p.add_argument("--skip-adjusted", action="store_true",
                    help="leave out the 1.0x FUR-adjusted arm (its search and finals), for a run about the 0.64x arms")
     p.add_argument("--warm-start", action="store_true", default=None,
