@@ -388,6 +388,8 @@ def main() -> None:
         p.error(f"--width-mult must be positive, got {args.width_mult}")
     if args.heldout_fraction is not None and not 0 < args.heldout_fraction < 1:
         p.error(f"--heldout-fraction must be in (0, 1): FUR needs a held-out split; got {args.heldout_fraction}")
+    if args.skip_adjusted and args.arms and "adjusted" in args.arms:
+        p.error("--skip-adjusted leaves out the arm that --arms names (adjusted): drop one of the two")
     if args.render:
         from bench_evidence_report import render  # noqa: PLC0415 - matplotlib only when rendering
 
@@ -422,8 +424,6 @@ def main() -> None:
             s[key] = ", ".join(Path(f).name for f in files)
     always = ("uniform",) if args.skip_adjusted else ("uniform", "adjusted")
     s["arms"] = tuple(a for a in ARMS if a in always or a in (args.arms or DEFAULT_ARMS))
-    if args.skip_adjusted and args.arms and "adjusted" in args.arms:
-        p.error("--skip-adjusted leaves out the arm that --arms names (adjusted): drop one of the two")
     if set(RANDOM) & set(s["arms"]):  # files made before 2026-12-02 lack it: their control drew by seed + round
         s["random_draws"] = "per seed"
     if args.plateau is not None:

@@ -18,6 +18,12 @@ LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-ad
           "random_0.64": "random-adjusted 0.64x"}
 
 
+# Each budget's uniform arm, and the FUR-searched and random arms whose widths are compared with it.
+SHAPES = (("uniform", "adjusted", "random", "Searched / uniform width per stage"),
+          ("uniform_0.64", "adjusted_0.64", "random_0.64",
+           "At 0.64x the MACs, searched / uniform 0.64x width per stage"))
+
+
 def run_arms(settings: dict) -> tuple[str, ...]:
     """The arms a results file holds (files that predate the setting hold the default ones)."""
     return tuple(settings.get("arms", DEFAULT_ARMS))
@@ -87,11 +93,9 @@ def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
         lines += ["", "Uniform widths, seed 0, test accuracy against the length of the final training: "
                   + ", ".join(f"{e} epochs {_pct(acc)}%" for e, acc in points) + "."]
     lines.append("")
-    for base, searched, text in (("uniform", ("adjusted", "random"), "Searched / uniform width per stage"),
-                                 ("uniform_0.64", ("adjusted_0.64", "random_0.64"),
-                                  "At 0.64x the MACs, searched / uniform 0.64x width per stage")):
+    for base, searched, control, text in SHAPES:
         shapes = []
-        for arm in (a for a in searched if a in arms):
+        for arm in (a for a in (searched, control) if a in arms):
             ratios = mean_stage_ratios([finals[f"{arm}/{i}"]["widths"] for i in seeds],
                                        finals[f"{base}/{seeds[0]}"]["widths"])  # the same for every seed
             shapes.append(f"{LABELS[arm]}: " + ", ".join(f"stage {j + 1} {r:.2f}" for j, r in enumerate(ratios)))
@@ -147,9 +151,7 @@ def plots(data: dict, folder: Path, stem: str) -> list[str]:
     for j, (name, rec) in enumerate(fams):
         ax = fig.add_subplot(1, len(fams) + 1, j + 1)
         # The 1.0x searches against the uniform widths; in a run without them (--skip-adjusted), the 0.64x ones.
-        searched, control, base = ("adjusted", "random", "uniform")
-        if "adjusted" not in arms and "adjusted_0.64" in arms:
-            searched, control, base = "adjusted_0.64", "random_0.64", "uniform_0.64"
+        base, searched, control, _ = next((shape for shape in SHAPES if shape[1] in arms), SHAPES[0])
         uniform = rec["finals"][f"{base}/{seeds[0]}"]["widths"]
         keys = list(uniform)
         if searched in arms:

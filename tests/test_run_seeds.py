@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Appends its seed to a file: the order of the lines is the order the seeds ran in.
-APPEND = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')"]
+# Appends its seed to a file (the order of the lines is the order the seeds ran in); exits with status 3 for a
+# seed named after it.
+APPEND = [sys.executable, "-c",
+          "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); "
+          "sys.exit(3 if sys.argv[2] in sys.argv[3:] else 0)"]
 
 
 def at(minutes: float) -> str:
@@ -48,9 +51,7 @@ def test_a_seed_running_at_stop_is_killed_and_the_next_not_started(tmp_path):
 
 def test_a_failing_seed_is_reported_and_the_others_still_run(tmp_path):
     log = tmp_path / "order.txt"
-    fails_on_1 = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); "
-                  "sys.exit(3 if sys.argv[2] == '1' else 0)", str(log), "{seed}"]
-    proc = run_seeds("--seeds", "3", "--last-start", at(30), "--stop", at(60), "--", *fails_on_1)
+    proc = run_seeds("--seeds", "3", "--last-start", at(30), "--stop", at(60), "--", *APPEND, str(log), "{seed}", "1")
     assert proc.returncode == 1
     assert log.read_text().split() == ["0", "1", "2"]
     assert "seed 1 ended" in proc.stdout and "with status 3" in proc.stdout
