@@ -329,7 +329,8 @@ def main() -> None:
     p.add_argument("--mode", choices=sorted(MODES), default="cpu")
     p.add_argument("--families", nargs="*", default=None, help="a subset of the mode's families")
     p.add_argument("--seeds", type=parse_seeds, default=None,
-                   help="override the mode's seeds: a count N (seeds 0..N-1; the modes run 5) or a range A..B")
+                   help="override the mode's seeds: a count N (seeds 0..N-1; the modes run 5), a range A..B, or "
+                        "ascending ranges joined by commas (0..9,30..45: a merge of two plans' seeds)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=None,
                    help="the arms (default all but random_0.64; uniform always runs, adjusted unless --skip-adjusted)")
     p.add_argument("--skip-adjusted", action="store_true",

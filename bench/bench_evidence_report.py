@@ -11,7 +11,7 @@ from bench_evidence import (ARMS, COMPARISONS, DEFAULT_ARMS, FINAL_SETTINGS, PAP
                             SEARCH_SETTINGS, Comparison, compare, format_p, paired, setting)
 from netadjust.config import SearchConfig
 from netadjust.stats import mean_std
-from seeds import parse_seeds, seed_range
+from seeds import parse_seeds, seed_range, seed_text
 
 LABELS = {"uniform": "uniform", "adjusted": "FUR-adjusted", "random": "random-adjusted",
           "uniform_0.64": "uniform 0.64x", "adjusted_0.64": "FUR-adjusted 0.64x",
@@ -59,7 +59,7 @@ def paper_ratios() -> list[float]:
     return [sum(w / before for w in after) / len(after) for before, after in zip(PAPER_BEFORE, PAPER_AFTER)]
 
 
-def finished(rec: dict, arms, seeds: range) -> bool:
+def finished(rec: dict, arms, seeds: Sequence[int]) -> bool:
     return all(f"{arm}/{i}" in rec["finals"] for arm in arms for i in seeds)
 
 
@@ -69,7 +69,7 @@ def arm_results(finals: dict, arm: str, seeds: Sequence[int]) -> tuple[list[floa
     return [r["test_acc"] for r in runs], sum(r["macs"] for r in runs) / len(seeds)
 
 
-def family_section(name: str, rec: dict, arms, seeds: range) -> list[str]:
+def family_section(name: str, rec: dict, arms, seeds: Sequence[int]) -> list[str]:
     finals = rec["finals"]
     if not finished(rec, arms, seeds):
         return [f"### {name}", "", "(unfinished: not every arm and seed has its final training)", ""]
@@ -214,7 +214,7 @@ def render(path: Path, plot_folder: Path | None = None) -> str:
              f"- command: `{data['command']}`",
              f"- data: {s['dataset']}, training subset {s['train_subset'] or 'all'}, held-out fraction "
              f"{s['heldout_fraction']} (for FUR; final trainings use train + held-out), test = the official test set",
-             f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds {seeds[0]}..{seeds[-1]}; "
+             f"- families {', '.join(s['families'])} at width multiplier {s['width_mult']}; seeds {seed_text(seeds)}; "
              f"arms {', '.join(LABELS[a] for a in arms)}",
              f"- searches: {s['rounds']} rounds x {s['epochs']} epochs ({rounds}), FUR repeats {s['repeats']}, "
              + (f"min width {s['min_width']} (`--min-width`; it also floors the random control and the uniform 0.64x "
@@ -283,7 +283,7 @@ def _plan_row(folder: Path, test: dict, loaded: dict[Path, dict]) -> str:
     if "min_width" in s:  # only where a run set it
         search += f", min width {s['min_width']}"
     return (f"| {test['plan']} | {test['family']} | x{s['width_mult']} | {s['train_subset'] or 'all'} | {search} | "
-            f"{s['final_epochs']} | {seeds[0]}..{seeds[-1]} | {comparison} | {draws} | {test['role']} | "
+            f"{s['final_epochs']} | {seed_text(seeds)} | {comparison} | {draws} | {test['role']} | "
             f"{_pct(c.gain, True)} | {ci} | {_wins(c)} | {format_p(c.p)} |")
 
 
@@ -306,7 +306,7 @@ def longer_finals(short: Path, long: Path) -> str:
     shorter, longer = (json.loads(p.read_text()) for p in (short, long))
     epochs = shorter["settings"]["final_epochs"], longer["settings"]["final_epochs"]
     seeds = seed_range(longer["settings"]["seeds"])
-    lines = [f"| family | seeds {seeds[0]}..{seeds[-1]} | {epochs[0]} epochs | {epochs[1]} epochs | "
+    lines = [f"| family | seeds {seed_text(seeds)} | {epochs[0]} epochs | {epochs[1]} epochs | "
              "change (points) | 95% CI | seeds up | p (paired t) |", "|---|---|---:|---:|---:|---|---:|---:|"]
     for family, rec in longer["families"].items():
         was, now = shorter["families"].get(family, {}).get("finals", {}), rec["finals"]
@@ -335,14 +335,7 @@ def changed_settings(old: dict, new: dict) -> list[tuple[str, object, object]]:
     return [(k.replace("_", " "), setting(old, k), setting(new, k)) for k in keys if setting(old, k) != setting(new, k)]
 
 
-def _seed_list(seeds: list[int]) -> str:
-    """Seeds as "A..B" where they run on without a gap, else one by one."""
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}..{seeds[-1]}"
-    return ", ".join(map(str, seeds))
-
-
-def across(old: Path, new: Path, seeds: range | None = None) -> str:
+def across(old: Path, new: Path, seeds: Sequence[int] | None = None) -> str:
     """Each arm's final trainings in results file ``new`` minus the same arm's in ``old``, paired seed by seed over
     the seeds both trained it on (those of ``seeds`` where given): what a setting changed between two runs (such as
     ``--min-width``) did to each arm, the settings that differ stated above the table."""
@@ -363,10 +356,10 @@ def across(old: Path, new: Path, seeds: range | None = None) -> str:
                 continue
             xs, ys = (arm_results(finals, arm, common)[0] for finals in (now, was))
             c = paired(arm, arm, xs, ys)
-            lines.append(f"| {family} | {LABELS[arm]} | {_seed_list(common)} | {_pct(mean_std(ys)[0])} | "
+            lines.append(f"| {family} | {LABELS[arm]} | {seed_text(common)} | {_pct(mean_std(ys)[0])} | "
                          f"{_pct(mean_std(xs)[0])} | {_pct(c.gain, True)} | {_interval(c)} | "
                          f"{', '.join(_pct(d, True) for d in c.diffs)} | {_wins(c)} | {format_p(c.p)} |")
     if len(lines) == header:
         raise SystemExit(f"{old.name} and {new.name} hold no final training of the same family, arm and seed"
-                         + (f" among seeds {seeds[0]}..{seeds[-1]}" if seeds is not None else ""))
+                         + (f" among seeds {seed_text(seeds)}" if seeds is not None else ""))
     return "\n".join(lines)

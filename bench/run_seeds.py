@@ -57,7 +57,7 @@ def run_seed(command: list[str], stop: dt.datetime) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 usage="%(prog)s --seeds A..B --last-start TIME --stop TIME -- COMMAND ... {seed} ...")
-    p.add_argument("--seeds", type=parse_seeds, required=True, help="N (seeds 0..N-1) or A..B, run in order")
+    p.add_argument("--seeds", type=parse_seeds, required=True, help="N (seeds 0..N-1), A..B or A..B,C..D; run in order")
     p.add_argument("--last-start", type=utc_time, required=True, help="no seed is started after this time (UTC)")
     p.add_argument("--stop", type=utc_time, required=True, help="a seed still running then is killed (UTC)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="after --: the command, {seed} where the seed goes")

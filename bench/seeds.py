@@ -1,28 +1,45 @@
-"""``--seeds`` of the evidence scripts: a count or a range of seeds (bench_evidence.py, run_seeds.py)."""
+"""``--seeds`` of the evidence scripts: a count, a range of seeds, or ranges joined by commas (bench_evidence.py,
+run_seeds.py)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
+
+ALLOWED = ("takes a count N >= 1 (seeds 0..N-1), a range A..B with 0 <= A <= B (seeds A to B) or ascending ranges "
+           "joined by commas (A..B,C..D with B < C)")
 
 
 def parse_seeds(text: str) -> int | str:
-    """``--seeds``: a count N (seeds 0..N-1), kept as an int so that earlier results files still continue, or a
-    range "A..B" (seeds A to B), for a run on seeds of its own."""
-    first, dots, last = text.partition("..")
+    """``--seeds``: a count N (seeds 0..N-1), kept as an int so that earlier results files still continue, or
+    ranges "A..B" (seeds A to B) joined by commas in ascending order, for a run on seeds of its own (such as a
+    merge of the seeds of two plans, "0..9,30..45")."""
     try:
-        if not dots and int(text) >= 1:
+        if ".." not in text and int(text) >= 1:
             return int(text)
-        if dots and 0 <= int(first) <= int(last):
-            return f"{int(first)}..{int(last)}"
+        ranges = [tuple(map(int, part.split(".."))) for part in text.split(",")]
+        if all(len(r) == 2 and 0 <= r[0] <= r[1] for r in ranges) and all(
+                b[0] > a[1] for a, b in zip(ranges, ranges[1:])):
+            return ",".join(f"{first}..{last}" for first, last in ranges)
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(f"takes a count N >= 1 (seeds 0..N-1) or a range A..B with 0 <= A <= B "
-                                     f"(seeds A to B), got {text!r}")
+    raise argparse.ArgumentTypeError(f"{ALLOWED}, got {text!r}")
 
 
-def seed_range(seeds: int | str) -> range:
-    """The seeds a results file's ``seeds`` setting names (see :func:`parse_seeds`)."""
+def seed_range(seeds: int | str) -> tuple[int, ...]:
+    """The seeds a results file's ``seeds`` setting names (see :func:`parse_seeds`), in order."""
     if isinstance(seeds, int):
-        return range(seeds)
-    first, last = map(int, seeds.split(".."))
-    return range(first, last + 1)
+        return tuple(range(seeds))
+    bounds = (map(int, part.split("..")) for part in seeds.split(","))
+    return tuple(seed for first, last in bounds for seed in range(first, last + 1))
+
+
+def seed_text(seeds: Iterable[int]) -> str:
+    """Seeds as "A..B" where they run on without a gap, runs joined by ", " (a seed alone as itself)."""
+    runs: list[list[int]] = []
+    for seed in seeds:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)

@@ -219,12 +219,12 @@ def test_a_seed_range_runs_those_seeds_alone(first):
     assert f"adjusted - uniform: {100 * (acc['adjusted/1'] - acc['uniform/1']):+.2f} points" in proc.stdout
 
 
-@pytest.mark.parametrize("seeds", ["0", "3..1", "1..x", "2..", "x"])
+@pytest.mark.parametrize("seeds", ["0", "3..1", "1..x", "2..", "x", "0..4,4..6", "5..6,0..1", "0..1,,3..4", "2,4"])
 def test_bad_seeds_are_refused_before_anything_is_written(tmp_path, seeds):
     proc = evidence(tmp_path, "h.json", "--seeds", seeds)
     assert proc.returncode == 2
-    assert (f"--seeds: takes a count N >= 1 (seeds 0..N-1) or a range A..B with 0 <= A <= B (seeds A to B), "
-            f"got {seeds!r}") in proc.stderr
+    assert (f"--seeds: takes a count N >= 1 (seeds 0..N-1), a range A..B with 0 <= A <= B (seeds A to B) or "
+            f"ascending ranges joined by commas (A..B,C..D with B < C), got {seeds!r}") in proc.stderr
     assert not (tmp_path / "h.json").exists()
 
 

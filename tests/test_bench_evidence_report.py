@@ -96,6 +96,18 @@ def test_a_seed_range_is_tabulated_over_its_seeds_alone(tmp_path):
     assert "| FUR-adjusted - uniform | +1.00 | [-11.71, +13.71] | +0.00, +2.00 | 1 of 2 |" in md
 
 
+def test_ranges_joined_by_commas_are_tabulated_over_their_seeds_alone(tmp_path):
+    data = results(seeds="0..0,2..2")
+    record = data["families"]["pyramidnet20"]
+    record["finals"] = {k: v for k, v in record["finals"].items() if not k.endswith("/1")}
+    md = render(tmp_path, data)
+    assert "; seeds 0, 2; arms" in md
+    # uniform seeds 0 and 2: 90 and 92, MACs 1,000,000 and 1,002,000, whose mean is 1.001 times seed 0's.
+    assert "| uniform | 1,001,000 | 1.001 | 91.00 ± 1.41 | 90.00, 92.00 |" in md
+    # adjusted - uniform per seed: +1, +2; mean 1.5, sd sqrt(0.5), t(0.975, 1 df) = 12.706: 1.5 -+ 12.706 * 0.5.
+    assert "| FUR-adjusted - uniform | +1.50 | [-4.85, +7.85] | +1.00, +2.00 | 2 of 2 |" in md
+
+
 def test_the_064_arms_shapes_are_taken_against_the_uniform_064_widths(tmp_path):
     data = results()
     finals = data["families"]["pyramidnet20"]["finals"]
@@ -169,7 +181,7 @@ def test_planned_tests_are_computed_from_the_files_and_seeds_they_name(tmp_path)
     proc = plans(tmp_path, data, [planned("1..2", "random", "uniform"), planned("0..0", "adjusted", "random")])
     assert "| 10 rounds x 8 epochs | 8 | 1..2 | random-adjusted - uniform | independent |" in proc.stdout
     # One seed has a difference (+2 points) but no interval or p.
-    assert "| 0..0 | FUR-adjusted - random-adjusted | independent | primary | +2.00 | - | 1 of 1 | - |" in proc.stdout
+    assert "| 0 | FUR-adjusted - random-adjusted | independent | primary | +2.00 | - | 1 of 1 | - |" in proc.stdout
     data["settings"]["min_width"] = 2
     proc = plans(tmp_path, data, [planned("1..2", "random", "uniform")])
     assert "| 10 rounds x 8 epochs, min width 2 | 8 | 1..2 | random-adjusted - uniform |" in proc.stdout
@@ -179,7 +191,7 @@ def test_planned_tests_are_computed_from_the_files_and_seeds_they_name(tmp_path)
     (planned("0..2", "uniform", "adjusted"), "comparison uniform - adjusted is none of adjusted - uniform, "),
     (planned("0..3", "adjusted", "uniform"), "has no final training of adjusted/3, uniform/3"),
     ({**planned("0..2", "adjusted", "uniform"), "file": "gone.json"}, "gone.json does not exist"),
-    (planned("2..1", "adjusted", "uniform"), "seeds takes a count N >= 1 (seeds 0..N-1) or a range A..B"),
+    (planned("2..1", "adjusted", "uniform"), "seeds takes a count N >= 1 (seeds 0..N-1), a range A..B with 0 <= A <= B"),
 ])
 def test_a_planned_test_the_files_cannot_answer_is_refused_by_name(tmp_path, test, message):
     proc = plans(tmp_path, results(), [test])

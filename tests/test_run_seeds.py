@@ -32,6 +32,15 @@ def test_every_seed_runs_in_order_with_its_own_arguments(tmp_path):
     assert "4 of 4 seeds ran to the end: [3, 4, 5, 6]" in proc.stdout
 
 
+def test_ranges_joined_by_commas_run_their_seeds_in_order(tmp_path):
+    log = tmp_path / "order.txt"
+    proc = run_seeds("--seeds", "1..2,5..5", "--last-start", at(30), "--stop", at(60), "--", *APPEND, str(log),
+                     "{seed}")
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text().split() == ["1", "2", "5"]
+    assert "3 of 3 seeds ran to the end: [1, 2, 5]" in proc.stdout
+
+
 def test_no_seed_starts_after_last_start(tmp_path):
     log = tmp_path / "order.txt"
     proc = run_seeds("--seeds", "2", "--last-start", at(-1), "--stop", at(60), "--", *APPEND, str(log), "{seed}")
