@@ -32,8 +32,8 @@ held out; measured 87 minutes for its three families on 2026-12-01, bench/RESULT
 ``paper`` (``--dataset cifar100 --data-dir DIR``: the paper's 10 rounds x 20 epochs and 200 final
 epochs at width 1.0; about 5 hours per family on one H100, an estimate from the Fashion-MNIST
 rates scaled by MACs, not a measurement) and ``quick`` (digits, a few minutes: a rehearsal of the
-script). ``--families`` and ``--seeds`` cut a mode down (``--seeds 10..19``: those seeds alone);
-``--final-epochs`` sets the finals' length, ``--rounds`` the searches' number of rounds,
+script). ``--families`` and ``--seeds`` cut a mode down (``--seeds 10..19``: those seeds alone;
+``0..9,30..45``: two ranges); ``--final-epochs`` sets the finals' length, ``--rounds`` the searches' number of rounds,
 ``--round-epochs`` the length of every round's training, ``--min-width`` the narrowest width the
 searches (and the random control and uniform 0.64x widths) may give a layer, ``--width-mult`` every arm's width
 multiplier, ``--train-subset`` and ``--heldout-fraction`` the data's scale (the CPU mode's

@@ -10,6 +10,11 @@ ALLOWED = ("takes a count N >= 1 (seeds 0..N-1), a range A..B with 0 <= A <= B (
            "joined by commas (A..B,C..D with B < C)")
 
 
+def _bounds(text: str) -> list[tuple[int, ...]]:
+    """The numbers of each comma-separated part of ``text``, split at ".." ("0..9,30..45": (0, 9), (30, 45))."""
+    return [tuple(map(int, part.split(".."))) for part in text.split(",")]
+
+
 def parse_seeds(text: str) -> int | str:
     """``--seeds``: a count N (seeds 0..N-1), kept as an int so that earlier results files still continue, or
     ranges "A..B" (seeds A to B) joined by commas in ascending order, for a run on seeds of its own (such as a
@@ -17,7 +22,7 @@ def parse_seeds(text: str) -> int | str:
     try:
         if ".." not in text and int(text) >= 1:
             return int(text)
-        ranges = [tuple(map(int, part.split(".."))) for part in text.split(",")]
+        ranges = _bounds(text)
         if all(len(r) == 2 and 0 <= r[0] <= r[1] for r in ranges) and all(
                 b[0] > a[1] for a, b in zip(ranges, ranges[1:])):
             return ",".join(f"{first}..{last}" for first, last in ranges)
@@ -30,8 +35,7 @@ def seed_range(seeds: int | str) -> tuple[int, ...]:
     """The seeds a results file's ``seeds`` setting names (see :func:`parse_seeds`), in order."""
     if isinstance(seeds, int):
         return tuple(range(seeds))
-    bounds = (map(int, part.split("..")) for part in seeds.split(","))
-    return tuple(seed for first, last in bounds for seed in range(first, last + 1))
+    return tuple(seed for first, last in _bounds(seeds) for seed in range(first, last + 1))
 
 
 def seed_text(seeds: Iterable[int]) -> str:
